@@ -1,0 +1,1 @@
+"""L3Rec communities: FAISS kNN, greedy coverage anchors, kernels, fusion."""

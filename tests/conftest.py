@@ -1,0 +1,36 @@
+"""Shared fixtures: every test runs in its own temporary directory (RecBole
+writes ./log, ./saved and ./log_tensorboard to the working directory)."""
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # RecBole reads --key=value from sys.argv: keep pytest's own flags out of configs.
+    monkeypatch.setattr("sys.argv", ["pytest"])
+    yield
+
+
+TINY_SEQ = {
+    "epochs": 1,
+    "hidden_size": 16,
+    "inner_size": 32,
+    "embedding_size": 16,
+    "n_layers": 1,
+    "n_heads": 1,
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "train_batch_size": 1024,
+    "eval_batch_size": 4096,
+    "show_progress": False,
+    "state": "WARNING",
+    "metrics": ["Hit", "NDCG"],
+    "topk": [20],
+    "valid_metric": "NDCG@20",
+    "seed": 2020,
+}
+
+
+@pytest.fixture
+def tiny_seq_config(tmp_path):
+    """A tiny sequential config (seconds per epoch on ml-100k, 2 CPU cores)."""
+    return dict(TINY_SEQ, checkpoint_dir=str(tmp_path / "saved"))

@@ -1,0 +1,67 @@
+"""Each compat fix, with a test that shows the break it mends."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from recbole.trainer import Trainer
+
+from recbole_llm.compat import load_checkpoint, with_safe_checkpoints
+from recbole_llm.config import Config
+from recbole_llm.quick_start import build_model, prepare
+
+
+@pytest.fixture
+def tiny_setup(tiny_seq_config):
+    config = Config("SASRec", "ml-100k", config_dict=tiny_seq_config)
+    _, train, valid, test = prepare(config)
+    return config, build_model(config, train), test
+
+
+def test_stock_recbole_checkpoint_breaks_on_safe_torch_load(tiny_setup):
+    config, model, _ = tiny_setup
+    trainer = Trainer(config, model)                  # RecBole's own trainer
+    trainer._save_checkpoint(0, verbose=False)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        torch.load(trainer.saved_model_file)         # what Trainer.evaluate does
+    with pytest.raises(RuntimeError, match="not a recbole_llm checkpoint"):
+        load_checkpoint(trainer.saved_model_file)     # we never unpickle it
+
+
+def test_safe_checkpoint_reloads_in_recbole_evaluate(tiny_setup):
+    config, model, test = tiny_setup
+    trainer = with_safe_checkpoints(Trainer)(config, model)
+    trainer._save_checkpoint(0, verbose=False)
+    ckpt = torch.load(trainer.saved_model_file)       # weights_only=True default
+    assert ckpt["config"]["model"] == "SASRec" and ckpt["config"]["dataset"] == "ml-100k"
+    assert ckpt["config"]["external_config_dict"]["hidden_size"] == 16
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)                               # the reload must undo this
+    result = trainer.evaluate(test, load_best_model=True)  # RecBole's own evaluate
+    assert "ndcg@20" in result
+    for k, v in ckpt["state_dict"].items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def _anomaly_after(code):
+    out = subprocess.run([sys.executable, "-c", code + "\nimport torch;print(torch.is_anomaly_enabled())"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_recbole_import_turns_anomaly_detection_on_and_we_turn_it_off():
+    assert _anomaly_after("import recbole.model.sequential_recommender") == "True"  # the break
+    assert _anomaly_after("import recbole_llm; from recbole_llm.utils import get_model; "
+                          "get_model('SASRec')") == "False"
+
+
+def test_detect_anomaly_can_be_turned_on_by_config(tiny_seq_config):
+    config = Config("SASRec", "ml-100k", config_dict=dict(tiny_seq_config, detect_anomaly=True))
+    try:
+        prepare(config)
+        assert torch.is_anomaly_enabled()
+    finally:
+        torch.autograd.set_detect_anomaly(False)
+    prepare(Config("SASRec", "ml-100k", config_dict=tiny_seq_config))
+    assert not torch.is_anomaly_enabled()
