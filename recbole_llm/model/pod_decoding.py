@@ -19,21 +19,25 @@ class ItemTrie(nn.Module):
 
     Node 0 is the root.  ``child_token[n, c]`` / ``child_node[n, c]`` list the
     children of node ``n`` (``child_node`` is -1 past the last child);
-    ``leaf_item[n]`` is the item whose sequence ends at ``n`` (0 elsewhere).
+    ``leaf_item[n]`` is the item whose sequence ends at ``n`` (0 elsewhere);
+    ``subtree`` (sparse ``[nodes, n_items]``) marks the items below each node.
     """
 
     def __init__(self, sequences, items):
         super().__init__()
         children = [{}]
         leaf = [0]
+        below = []  # (node, item) pairs: item's sequence passes through node
         for seq, item in zip(sequences, items):
             node = 0
+            below.append((node, item))
             for token in seq:
                 if token not in children[node]:
                     children[node][token] = len(children)
                     children.append({})
                     leaf.append(0)
                 node = children[node][token]
+                below.append((node, item))
             if leaf[node]:
                 raise ValueError(f"items {leaf[node]} and {item} have the same token sequence {seq}")
             if children[node]:
@@ -48,7 +52,16 @@ class ItemTrie(nn.Module):
         self.register_buffer("child_token", child_token, persistent=False)
         self.register_buffer("child_node", child_node, persistent=False)
         self.register_buffer("leaf_item", torch.tensor(leaf, dtype=torch.long), persistent=False)
+        pairs = torch.tensor(below, dtype=torch.long).T
+        subtree = torch.sparse_coo_tensor(pairs, torch.ones(pairs.shape[1]),
+                                          (len(children), int(pairs[1].max()) + 1)).coalesce()
+        self.register_buffer("subtree", subtree, persistent=False)
         self.max_depth = max(len(s) for s in sequences)
+
+    def open_items(self, banned):
+        """Per row, how many items not ``banned`` lie below each node ``[rows, nodes]``."""
+        allowed = (~banned[:, :self.subtree.shape[1]]).float()
+        return torch.sparse.mm(self.subtree, allowed.T).T
 
     def lookup(self, seq):
         """Item spelled by the token sequence ``seq`` (0 if the trie does not admit it)."""
@@ -71,7 +84,8 @@ def constrained_beam_search(next_log_probs, trie, n_rows, beam_size, banned=None
     ``next_log_probs(prefix)`` maps decoder prefixes ``[n_rows * beam_size, t]``
     (tokens after the start token) to next-token log-probabilities
     ``[n_rows * beam_size, vocab]``.  ``banned`` (bool ``[n_rows, n_items]``)
-    forbids items per row, e.g. the history.  Returns ``(items, scores)``, both
+    forbids items per row, e.g. the history: the search never enters a node
+    whose items are all banned, so no beam is lost in a dead end.  Returns ``(items, scores)``, both
     ``[n_rows, beam_size]``, scores descending; unfilled slots have item 0 and
     score -inf.  Finished hypotheses stay in the beam with a frozen score.
     """
@@ -83,6 +97,7 @@ def constrained_beam_search(next_log_probs, trie, n_rows, beam_size, banned=None
     prefix = torch.zeros(n_rows, w, 0, dtype=torch.long, device=device)
     width = trie.child_token.shape[1]
     first_slot = torch.arange(width, device=device) == 0
+    open_items = None if banned is None else trie.open_items(banned)
     for _ in range(trie.max_depth):
         finished = trie.leaf_item[node] > 0
         if bool((finished | torch.isinf(score)).all()):
@@ -92,10 +107,9 @@ def constrained_beam_search(next_log_probs, trie, n_rows, beam_size, banned=None
         c_node = trie.child_node[node]
         cand = score.unsqueeze(-1) + log_probs.gather(-1, c_token)
         cand = cand.masked_fill(c_node < 0, float("-inf"))
-        if banned is not None:
-            c_item = trie.leaf_item[c_node.clamp(min=0)]
-            hit = banned.gather(1, c_item.view(n_rows, -1)).view_as(c_item) & (c_item > 0)
-            cand = cand.masked_fill(hit, float("-inf"))
+        if open_items is not None:
+            closed = open_items.gather(1, c_node.clamp(min=0).view(n_rows, -1)).view_as(c_node) == 0
+            cand = cand.masked_fill(closed, float("-inf"))
         stay = finished.unsqueeze(-1) & first_slot  # a finished beam keeps itself in slot 0
         cand = torch.where(stay, score.unsqueeze(-1), cand)
         c_node = torch.where(stay, node.unsqueeze(-1), c_node)

@@ -22,6 +22,8 @@ Both give every item a distinct string; :class:`ItemTokens` tokenizes them and
 refuses the tokenizer if two items get the same token sequence (a collision)
 or an ID contains unknown tokens.
 """
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -92,7 +94,13 @@ def collaborative_indexing(users, items, n_users, n_items, n_clusters=16, dim=32
             for leaf, item in enumerate(group):
                 names[item] = ITEM_PREFIX + "_".join(str(p) for p in path + [leaf])
             continue
-        _, labels = kmeans2(emb[group], n_clusters, minit="++", seed=rng, iter=10)
+        points = emb[group]
+        if np.ptp(points, axis=0).max() > 0:
+            with warnings.catch_warnings():  # an empty cluster is fine: it gets no number
+                warnings.simplefilter("ignore", UserWarning)
+                _, labels = kmeans2(points, n_clusters, minit="++", seed=rng, iter=10)
+        else:
+            labels = np.zeros(len(group), dtype=np.int64)
         if np.bincount(labels).max() == len(group):  # no split (e.g. items never seen): chunk evenly
             labels = np.arange(len(group)) * n_clusters // len(group)
         for c in np.unique(labels):
