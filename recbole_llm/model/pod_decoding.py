@@ -54,7 +54,8 @@ class ItemTrie(nn.Module):
         self.register_buffer("leaf_item", torch.tensor(leaf, dtype=torch.long), persistent=False)
         pairs = torch.tensor(below, dtype=torch.long).T
         subtree = torch.sparse_coo_tensor(pairs, torch.ones(pairs.shape[1]),
-                                          (len(children), int(pairs[1].max()) + 1)).coalesce()
+                                          (len(children), int(pairs[1].max()) + 1),
+                                          check_invariants=False).coalesce()
         self.register_buffer("subtree", subtree, persistent=False)
         self.max_depth = max(len(s) for s in sequences)
 
