@@ -27,7 +27,12 @@ def toy_decoder(n_rows, beam, seed=0, favour=()):
     table[..., list(favour)] += 4.0  # steer the beams towards some tokens
     table = table.log_softmax(-1)
 
-    def next_log_probs(prefix):
+    previous = {}
+
+    def next_log_probs(prefix, parents):
+        if parents is not None:  # the contract a cached decoder relies on: row r extends parents[r]
+            assert torch.equal(prefix[:, :-1], previous["prefix"][parents])
+        previous["prefix"] = prefix
         return table[torch.arange(prefix.shape[0]) // beam, prefix_key(prefix)]
 
     def exact(seqs):  # log-likelihood of every sequence for every row, token by token

@@ -162,11 +162,12 @@ class POD(SequentialRecommender):
         hidden = self.t5.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         return hidden, mask
 
-    def decoder_logits(self, hidden, mask, decoder_input_ids):
+    def decoder_logits(self, hidden, mask, decoder_input_ids, cache=None):
+        """T5 decoder logits given encoder states; ``cache`` (an EncoderDecoderCache) is updated."""
         from transformers.modeling_outputs import BaseModelOutput
 
         out = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                      decoder_input_ids=decoder_input_ids, use_cache=False)
+                      decoder_input_ids=decoder_input_ids, cache=cache, use_cache=cache is not None)
         return out.logits
 
     # ---- training: token cross-entropy of the next item's ID (eq. 3) ----
@@ -208,14 +209,26 @@ class POD(SequentialRecommender):
         return scores
 
     def beam_scores(self, hidden, mask, banned):
-        """Scores ``[B, n_items]``: beam-search items get their log-likelihood, the rest -inf."""
+        """Scores ``[B, n_items]``: beam-search items get their log-likelihood, the rest -inf.
+
+        The decoder keeps a key/value cache: the encoder states are projected for
+        cross-attention once per user (not once per beam and step), and each step
+        feeds only the newest token of every beam.
+        """
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
         batch, w = hidden.shape[0], self.beam_size
         hidden_w, mask_w = hidden.repeat_interleave(w, 0), mask.repeat_interleave(w, 0)
-        start = self.t5.config.decoder_start_token_id
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
 
-        def next_log_probs(prefix):
-            dec = torch.cat([prefix.new_full((prefix.shape[0], 1), start), prefix], 1)
-            return self.decoder_logits(hidden_w, mask_w, dec)[:, -1].log_softmax(-1)
+        def next_log_probs(prefix, parents):
+            if parents is None:  # first step: every beam of a user is the same empty prefix
+                start = hidden.new_full((batch, 1), self.t5.config.decoder_start_token_id, dtype=torch.long)
+                logits = self.decoder_logits(hidden, mask, start, cache)
+                cache.batch_repeat_interleave(w)
+                return logits[:, -1].log_softmax(-1).repeat_interleave(w, 0)
+            cache.reorder_cache(parents)
+            return self.decoder_logits(hidden_w, mask_w, prefix[:, -1:], cache)[:, -1].log_softmax(-1)
 
         items, score = constrained_beam_search(next_log_probs, self.trie, batch, w, banned,
                                                self.pad_token_id)

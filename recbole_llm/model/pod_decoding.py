@@ -82,13 +82,16 @@ class ItemTrie(nn.Module):
 def constrained_beam_search(next_log_probs, trie, n_rows, beam_size, banned=None, pad_token_id=0):
     """Top-``beam_size`` items per row by beam search restricted to ``trie``.
 
-    ``next_log_probs(prefix)`` maps decoder prefixes ``[n_rows * beam_size, t]``
-    (tokens after the start token) to next-token log-probabilities
-    ``[n_rows * beam_size, vocab]``.  ``banned`` (bool ``[n_rows, n_items]``)
-    forbids items per row, e.g. the history: the search never enters a node
-    whose items are all banned, so no beam is lost in a dead end.  Returns ``(items, scores)``, both
-    ``[n_rows, beam_size]``, scores descending; unfilled slots have item 0 and
-    score -inf.  Finished hypotheses stay in the beam with a frozen score.
+    ``next_log_probs(prefix, parents)`` maps decoder prefixes
+    ``[n_rows * beam_size, t]`` (tokens after the start token) to next-token
+    log-probabilities ``[n_rows * beam_size, vocab]``; ``parents[r]`` is the
+    row of the previous call that row r extends (None on the first call), so a
+    decoder may keep a key/value cache and reorder it.  ``banned`` (bool
+    ``[n_rows, n_items]``) forbids items per row, e.g. the history: the search
+    never enters a node whose items are all banned, so no beam is lost in a
+    dead end.  Returns ``(items, scores)``, both ``[n_rows, beam_size]``,
+    scores descending; unfilled slots have item 0 and score -inf.  Finished
+    hypotheses stay in the beam with a frozen score.
     """
     device = trie.leaf_item.device
     w = beam_size
@@ -99,11 +102,13 @@ def constrained_beam_search(next_log_probs, trie, n_rows, beam_size, banned=None
     width = trie.child_token.shape[1]
     first_slot = torch.arange(width, device=device) == 0
     open_items = None if banned is None else trie.open_items(banned)
+    row_base = torch.arange(n_rows, device=device).unsqueeze(1) * w
+    parents = None
     for _ in range(trie.max_depth):
         finished = trie.leaf_item[node] > 0
         if bool((finished | torch.isinf(score)).all()):
             break
-        log_probs = next_log_probs(prefix.reshape(n_rows * w, -1)).view(n_rows, w, -1)
+        log_probs = next_log_probs(prefix.reshape(n_rows * w, -1), parents).view(n_rows, w, -1)
         c_token = trie.child_token[node]
         c_node = trie.child_node[node]
         cand = score.unsqueeze(-1) + log_probs.gather(-1, c_token)
@@ -115,17 +120,12 @@ def constrained_beam_search(next_log_probs, trie, n_rows, beam_size, banned=None
         cand = torch.where(stay, score.unsqueeze(-1), cand)
         c_node = torch.where(stay, node.unsqueeze(-1), c_node)
         c_token = torch.where(stay, torch.full_like(c_token, pad_token_id), c_token)
-        k = min(w, w * width)
-        score, flat = cand.view(n_rows, -1).topk(k, dim=1)
+        score, flat = cand.view(n_rows, -1).topk(w, dim=1)  # w * width >= w candidates
         beam = flat // width
-        node = c_node.view(n_rows, -1).gather(1, flat).clamp(min=0)
+        node = c_node.view(n_rows, -1).gather(1, flat).clamp(min=0)  # dead beams (-inf) park at the root
         token = c_token.view(n_rows, -1).gather(1, flat)
         prefix = torch.cat([prefix.gather(1, beam.unsqueeze(-1).expand(-1, -1, prefix.shape[-1])),
                             token.unsqueeze(-1)], dim=-1)
-        if k < w:  # fewer candidates than beams (e.g. at the root): pad with dead beams
-            pad = w - k
-            score = torch.cat([score, score.new_full((n_rows, pad), float("-inf"))], 1)
-            node = torch.cat([node, node.new_zeros(n_rows, pad)], 1)
-            prefix = torch.cat([prefix, prefix.new_full((n_rows, pad, prefix.shape[-1]), pad_token_id)], 1)
+        parents = (row_base + beam).view(-1)
     items = trie.leaf_item[node].masked_fill(torch.isinf(score), 0)
     return items, score
