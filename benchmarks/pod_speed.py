@@ -102,6 +102,7 @@ def main():
                         help="torch threads (1 is fastest on a shared 2-core machine: spin-waits)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "pod_speed.json"))
     args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
