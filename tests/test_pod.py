@@ -141,3 +141,22 @@ def test_bad_input_is_refused_before_training(data, tiny_t5, tmp_path):
                                         num_heads=2)).save_pretrained(mismatched)
     with pytest.raises(ValueError, match="tokenizer/model mismatch.*only 50 rows"):
         build(data, pod_llm=mismatched)
+
+
+def test_training_fits_a_batch_and_beam_search_finds_its_targets(data):
+    model, test = build(data, pod_whole_word=True)
+    batch = first_batch(test)[:8]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    model.train()
+    losses = []
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+    with torch.no_grad():
+        scores = model.eval().full_sort_predict(batch)
+    hits = (scores.topk(10).indices == batch[model.ITEM_ID].unsqueeze(1)).any(1)
+    assert hits.float().mean() >= 0.5  # the memorised targets are generated (random: 10/1682)

@@ -11,7 +11,8 @@ EOS, VOCAB = 1, 12
 
 def catalogue():
     """Items 1..n with token sequences of different lengths sharing prefixes (like item_1, item_12)."""
-    seqs = [[5, 6, d] for d in range(2, 12)] + [[5, 6, a, b] for a, b in itertools.product(range(2, 7), range(7, 11))]
+    seqs = [[5, 6, d] for d in range(2, 12)]
+    seqs += [[5, 6, a, b] for a, b in itertools.product(range(2, 7), range(7, 11))]
     return [s + [EOS] for s in seqs]
 
 
