@@ -3,15 +3,13 @@
 Random-initialised T5s built offline (recbole_llm.llm.tiny_t5): speed does not
 depend on the weights, and no pretrained T5 is available on these machines.
 Prints a markdown table and writes the same figures to
-benchmarks/results/pod_speed.json with machine facts and the exact configs.
+benchmarks/results/pod_speed.json (``pod_speed_quick.json`` with --quick) with
+machine facts and the exact configs (benchmarks/common.py).
 
     python benchmarks/pod_speed.py --quick     # a few minutes on 2 CPU cores
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -20,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.common import write_results  # noqa: E402
 from recbole_llm.config import Config  # noqa: E402
 from recbole_llm.llm.tiny_t5 import save_tiny_t5  # noqa: E402
 from recbole_llm.quick_start import build_model, prepare  # noqa: E402
@@ -28,17 +27,6 @@ SIZES = {
     "tiny": dict(d_model=16, d_ff=32, d_kv=8, num_layers=1, num_heads=2),
     "t5-small-sized": dict(d_model=512, d_ff=2048, d_kv=64, num_layers=6, num_heads=8, vocab_size=32128),
 }
-
-
-def machine():
-    import recbole
-    import transformers
-
-    return {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "load_average_1min": os.getloadavg()[0], "torch": torch.__version__,
-            "recbole": recbole.__version__, "transformers": transformers.__version__,
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def train_speed(model, train_data, steps, lr):
@@ -83,15 +71,14 @@ def run(size, quick, tmp):
     model = build_model(config, train_data)
     steps = (4 if quick else 20) if big else (30 if quick else 200)
     users = (32 if quick else 128) if big else (128 if quick else 943)
-    row = {"size": size, "parameters": sum(p.numel() for p in model.parameters()),
-           "config": {**settings, "pod_llm": f"random {size} T5", **SIZES[size]}}
-    row["train_samples_per_s"], row["train_samples_timed"] = train_speed(model, train_data, steps,
-                                                                         config["learning_rate"])
-    row["beam_users_per_s"], row["beam_users_timed"] = scoring_speed(model, test_data, users)
+    row = {"T5": size, "parameters": sum(p.numel() for p in model.parameters())}
+    row["train samples/s"], row["train samples timed"] = train_speed(model, train_data, steps,
+                                                                     config["learning_rate"])
+    row["users/s (beam 20)"], row["users timed (beam)"] = scoring_speed(model, test_data, users)
     if not big:
         model.inference = "exact"
-        row["exact_users_per_s"], row["exact_users_timed"] = scoring_speed(model, test_data, 8)
-    return row
+        row["users/s (exact)"], row["users timed (exact)"] = scoring_speed(model, test_data, 8)
+    return row, {**settings, "pod_llm": f"random {size} T5", **SIZES[size]}
 
 
 def main():
@@ -100,25 +87,17 @@ def main():
     parser.add_argument("--sizes", default="tiny,t5-small-sized")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a shared 2-core machine: spin-waits)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "pod_speed.json"))
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
         os.chdir(tmp)  # RecBole writes ./log
-        rows = [run(size, args.quick, tmp) for size in args.sizes.split(",")]
-    print("| T5 | params | train samples/s | users/s (beam 20) | users/s (exact) |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        exact = f"{r['exact_users_per_s']:.2f}" if "exact_users_per_s" in r else "-"
-        print(f"| {r['size']} | {r['parameters']:,} | {r['train_samples_per_s']:.1f} | "
-              f"{r['beam_users_per_s']:.2f} | {exact} |")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump({"benchmark": "pod_speed", "dataset": "ml-100k", "quick": args.quick,
-                   "machine": machine(), "results": rows}, f, indent=2)
-    print(f"wrote {args.out}")
+        runs = [run(size, args.quick, tmp) for size in args.sizes.split(",")]
+        os.chdir(cwd)
+    write_results("pod_speed" + ("_quick" if args.quick else ""), [r for r, _ in runs],
+                  {r["T5"]: c for r, c in runs}, extra={"dataset": "ml-100k", "quick": args.quick})
 
 
 if __name__ == "__main__":
