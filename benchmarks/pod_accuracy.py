@@ -28,13 +28,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller T5 and fewer epochs")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, help="POD epochs (default: 2 with --quick, else 10)")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value from the command line
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     size = dict(d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4) if args.quick else \
         dict(d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4)
-    pod = dict(COMMON, epochs=2 if args.quick else 10, train_batch_size=256, eval_batch_size=256,
+    pod = dict(COMMON, epochs=args.epochs or (2 if args.quick else 10), train_batch_size=256, eval_batch_size=256,
                beam_size=20, learning_rate=5e-3 if args.quick else 1e-3)
     rows, configs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,7 +52,8 @@ def main():
                          "seconds": round(time.perf_counter() - start, 1)})
             configs[name] = {k: v for k, v in settings.items() if k != "pod_llm"}
         os.chdir(cwd)
-    write_results("pod_accuracy" + ("_quick" if args.quick else ""), rows, configs,
+    write_results("pod_accuracy" + ("_quick" if args.quick else "")
+                  + (f"_{args.epochs}ep" if args.epochs else ""), rows, configs,
                   extra={"dataset": "ml-100k", "quick": args.quick})
 
 

@@ -132,6 +132,8 @@ def test_prompt_is_template_then_history_ids(data):
 def test_bad_input_is_refused_before_training(data, tiny_t5, tmp_path):
     with pytest.raises(ValueError, match="beam_size=5 is smaller than the largest K"):
         build(data, beam_size=5, topk=[5, 10])
+    with pytest.raises(ValueError, match="pod_prompt must be one of"):
+        build(data, pod_prompt="soft")
     with pytest.raises(LLMNotFoundError, match="pod_llm=.*does not exist"):
         build(data, beam_size=10, pod_llm=str(tmp_path / "no-such-t5"))
     mismatched = save_tiny_t5(tmp_path / "small-vocab")
