@@ -35,7 +35,8 @@ def main():
     torch.set_num_threads(args.threads)
     size = dict(d_model=32, d_ff=64, d_kv=8, num_layers=1, num_heads=4) if args.quick else \
         dict(d_model=64, d_ff=128, d_kv=16, num_layers=2, num_heads=4)
-    pod = dict(COMMON, epochs=args.epochs or (2 if args.quick else 10), train_batch_size=256, eval_batch_size=256,
+    pod = dict(COMMON, epochs=args.epochs or (2 if args.quick else 10), train_batch_size=256,
+               eval_batch_size=256,
                beam_size=20, learning_rate=5e-3 if args.quick else 1e-3)
     rows, configs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
