@@ -6,10 +6,10 @@ from conftest import TINY_SEQ
 
 MLTFR_TINY = dict(
     TINY_SEQ,
-    user_inter_num_interval="[20,25)",   # 122 users, ~2.5k interactions: batches in milliseconds
+    user_inter_num_interval="[20,23)",   # ~75 users, ~1.5k interactions: batches in milliseconds
     train_batch_size=256,
     llm_experts=["minilm", "minilm"],
-    token_pool=256,
+    token_pool=128,
     num_tokens=8,
     expert_heads=2,
     fisher_batches=2,
