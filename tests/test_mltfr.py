@@ -177,3 +177,17 @@ def test_bad_llm_and_k_are_refused(mltfr_config, tmp_path):
         build(dict(mltfr_config, num_tokens=300))
     with pytest.raises(ValueError, match="needs one sampled negative"):
         build(dict(mltfr_config, loss_type="CE"))
+
+
+def test_llm_te_and_re_ablations(mltfr_config):
+    """Fig. 1 ablations: LLM-TE adds projected real token rows; LLM-RE a random table of the same shape."""
+    _, te_model, train, _ = build(dict(mltfr_config, expert_mode="te", llm_experts=["minilm"]))
+    _, re_model, _, _ = build(dict(mltfr_config, expert_mode="re", llm_experts=["minilm"]))
+    assert isinstance(te_model.experts[0], DirectTokenExpert)
+    assert te_model.vocab_0.shape == re_model.vocab_0.shape
+    assert not torch.allclose(te_model.vocab_0, re_model.vocab_0)
+    batch = first_batch(train).to(te_model.device)
+    for model in (te_model, re_model):
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        assert torch.isfinite(loss) and model.experts[0].W_align.weight.grad.abs().sum() > 0
