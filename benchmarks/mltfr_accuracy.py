@@ -45,7 +45,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--max-user-inter", type=int, default=60)
+    parser.add_argument("--max-user-inter", type=int, default=40)
     args = parser.parse_args()
     base = {"hidden_size": 64, "embedding_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
             "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "dropout_prob": 0.2,
@@ -57,8 +57,8 @@ def main():
              "mltfr_loss": "backbone", "round1_epochs": 50}
     if args.quick:
         base.update({"user_inter_num_interval": f"[5,{args.max_user_inter})", "MAX_ITEM_LIST_LENGTH": 20,
-                     "train_batch_size": 256, "epochs": 3, "stopping_step": 2})
-        mltfr.update({"round1_epochs": 3, "token_pool": 1024})
+                     "train_batch_size": 256, "epochs": 2, "stopping_step": 2})
+        mltfr.update({"round1_epochs": 2, "token_pool": 1024})
     rows = []
     for backbone in BACKBONES:
         for wrapped in (False, True):

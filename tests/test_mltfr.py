@@ -39,7 +39,7 @@ def test_top_k_selects_exactly_k_with_straight_through_weights():
 def test_expert_shapes_padding_and_gradient_to_w_align():
     E, mask, seq = _inputs()
     W_voc = torch.randn(40, 12)
-    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, dropout=0.0, tau=0.5)
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=0.5)
     out = expert(E, mask, seq, W_voc)
     assert out.shape == E.shape
     assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))  # nothing added at padding
@@ -51,7 +51,7 @@ def test_expert_shapes_padding_and_gradient_to_w_align():
 def test_no_gumbel_noise_at_evaluation():
     E, mask, seq = _inputs()
     W_voc = torch.randn(40, 12)
-    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, dropout=0.0, tau=0.3).eval()
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=0.3).eval()
     index, _ = expert.select_tokens(E, mask, W_voc)
     assert torch.equal(index, expert.routing_logits(E, mask, W_voc).topk(6, -1).indices)
     assert torch.equal(expert(E, mask, seq, W_voc), expert(E, mask, seq, W_voc))
@@ -63,7 +63,7 @@ def test_no_gumbel_noise_at_evaluation():
 @pytest.mark.parametrize("token_filter", ["random", "all"])
 def test_filter_ablations(token_filter):
     E, mask, seq = _inputs()
-    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, dropout=0.0, token_filter=token_filter)
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, token_filter=token_filter)
     out = expert(E, mask, seq, torch.randn(40, 12))
     assert out.shape == E.shape and torch.equal(out[~mask], torch.zeros_like(out[~mask]))
 

@@ -103,13 +103,13 @@ class MLTFR(SequentialRecommender):
             raise ValueError("MLTFR: llm_experts is empty; give one LLM per expert, e.g. [minilm, minilm]")
         vocab_index = self._load_vocabularies(config, list(experts))
         expert_kwargs = dict(num_tokens=int(config["num_tokens"]), n_heads=int(config["expert_heads"]),
-                             dropout=float(config["expert_dropout"]), tau=float(config["gumbel_tau"]),
-                             token_filter=config["token_filter"])
+                             tau=float(config["gumbel_tau"]), token_filter=config["token_filter"])
         self.expert_vocab = vocab_index
         self.experts = nn.ModuleList(
             build_expert(self.expert_mode, d_emb, self._vocab(v).shape[1], **expert_kwargs)
             for v in vocab_index)
         self.gate = ItemLevelGate(d_emb, len(self.experts), self.max_seq_length)
+        self.dropout = nn.Dropout(float(config["expert_dropout"]))  # once on W_output, not per expert
 
         # Semantic-consensus expert (§2.2.2): same architecture as the fused group, always frozen.
         self.sc_group = homogeneous_group(self.experts)
@@ -158,7 +158,7 @@ class MLTFR(SequentialRecommender):
         W_output, _ = self.gate(E, outputs)
         if bool(self.sc_active):
             W_output = W_output + self.sc_alpha * self.sc_expert(E, mask, item_seq, self._vocab(self.sc_vocab))
-        return W_output
+        return self.dropout(W_output)
 
     def _augment_input_lookup(self, module, inputs, output):
         lookup = self._lookup

@@ -51,8 +51,7 @@ class TokenFilterExpert(nn.Module):
     ``all`` (attend over the whole pool, ablation).
     """
 
-    def __init__(self, d_emb, d_llm, num_tokens, n_heads=4, dropout=0.2, tau=1.0,
-                 token_filter="user"):
+    def __init__(self, d_emb, d_llm, num_tokens, n_heads=4, tau=1.0, token_filter="user"):
         super().__init__()
         if d_emb % n_heads:
             raise ValueError(f"MLTFR: hidden size {d_emb} is not divisible by {n_heads} heads")
@@ -67,7 +66,6 @@ class TokenFilterExpert(nn.Module):
         self.W_k = nn.Linear(d_llm, d_emb)
         self.W_v = nn.Linear(d_llm, d_emb)
         self.W_o = nn.Linear(d_emb, d_emb)          # eq. 8
-        self.dropout = nn.Dropout(dropout)
 
     def routing_logits(self, E, mask, W_voc):
         """Eq. 1-3: cosine similarity of every aligned token to the user interest (B x N)."""
@@ -94,14 +92,15 @@ class TokenFilterExpert(nn.Module):
             values = self.W_v(W_voc).unsqueeze(0).expand(E.shape[0], -1, -1)
         else:
             index, weight = self.select_tokens(E, mask, W_voc)
-            # (b_st * W_voc[I]) W_k + c == b_st * (W_voc W_k)[I] + c: project the pool once.
-            w = weight.unsqueeze(-1)
-            keys = F.linear(W_voc, self.W_k.weight)[index] * w + self.W_k.bias
-            values = F.linear(W_voc, self.W_v.weight)[index] * w + self.W_v.bias
+            # (b_st * W_voc[I]) W_k + c == b_st * (W_voc[I] W_k) + c: project each selected token once.
+            tokens, inverse = torch.unique(index, return_inverse=True)
+            kv = F.linear(W_voc[tokens], torch.cat([self.W_k.weight, self.W_v.weight]))
+            keys, values = (kv[inverse] * weight.unsqueeze(-1)).split(E.shape[-1], dim=-1)
+            keys, values = keys + self.W_k.bias, values + self.W_v.bias
         q, k, v = self._heads(self.W_q(E)), self._heads(keys), self._heads(values)
         attended = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1) @ v  # eq. 10
         out = attended.transpose(1, 2).reshape(E.shape)
-        return self.dropout(self.W_o(out)) * mask.unsqueeze(-1).to(E.dtype)
+        return self.W_o(out) * mask.unsqueeze(-1).to(E.dtype)
 
 
 class DirectTokenExpert(nn.Module):
