@@ -34,9 +34,9 @@ PADDING_ID = 0
 
 
 def check_rate(name, value, low=0.0, high=1.0):
-    """Raise ``ValueError`` unless ``low <= value <= high``; returns ``value`` as float."""
+    """Raise ``ValueError`` unless ``value`` is a number with ``low <= value <= high``; returns it as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"augmentation rate {name} must be a number in [{low}, {high}], got {value!r}")
+        raise ValueError(f"rate {name} must be a number in [{low}, {high}], got {value!r}")
     return float(value)
 
 
