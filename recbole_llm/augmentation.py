@@ -1,13 +1,13 @@
-"""Sequence augmentations of CL4SRec (Xie et al., ICDE 2022, Sec. IV-B), vectorised over a batch.
+"""CL4SRec's sequence augmentations (Xie et al., ICDE 2022): item crop, mask, reorder, batched.
 
 The three augmentations of CL4SRec, applied to a whole padded batch at once
 (no Python loop per sequence):
 
-* :func:`item_crop` (Eq. 6): keep a random contiguous sub-sequence of
+* :func:`item_crop`: keep a random contiguous sub-sequence of
   ``L_c = floor(eta * n)`` items (at least one item is always kept);
-* :func:`item_mask` (Eq. 7): replace ``L_m = floor(gamma * n)`` randomly chosen
+* :func:`item_mask`: replace ``L_m = floor(gamma * n)`` randomly chosen
   items by ``mask_token``;
-* :func:`item_reorder` (Eq. 8): shuffle a random contiguous window of
+* :func:`item_reorder`: shuffle a random contiguous window of
   ``L_r = floor(beta * n)`` items;
 * :func:`random_augmentation`: draws one of the three, independently for every
   sequence of the batch (CL4SRec draws both views this way).

@@ -4,13 +4,13 @@ Each backbone is RecBole's Transformer block with its self-attention replaced
 (:func:`replace_token_mixers` swaps ``layer.multi_head_attention`` of every
 layer; RecBole's point-wise ``FeedForward`` stays):
 
-* :class:`LearnableFilterLayer` -- FMLP-Rec (Zhou et al., WWW 2022, Sec. 4.2, Eq. 5-7):
+* :class:`LearnableFilterLayer` -- FMLP-Rec (Zhou et al., WWW 2022, filter layer):
   FFT over the sequence axis, element-wise product with a learnable complex
   filter, inverse FFT, then dropout, residual and LayerNorm.
-* :class:`L2NormLinearAttention` -- LinRec (Liu et al., SIGIR 2023, Sec. 3):
+* :class:`L2NormLinearAttention` -- LinRec (Liu et al., SIGIR 2023, L2-normalised linear attention):
   ``rho(Q) (sigma(K)^T V) / sqrt(d)`` with ELU then L2 normalisation of every
   query and key vector; ``K^T V`` first makes the cost linear in sequence length.
-* :class:`BeyondSelfAttention` -- BSARec (Shin et al., AAAI 2024, Sec. 4, Eq. 9-11):
+* :class:`BeyondSelfAttention` -- BSARec (Shin et al., AAAI 2024, BSA layer):
   ``alpha * (LowPass(X) + beta * HighPass(X)) + (1 - alpha) * SelfAttention(X)``,
   where the low pass keeps the ``c`` lowest rfft frequencies and ``beta`` is learnt.
 
@@ -62,7 +62,7 @@ def _check_seq_len(x, max_seq_length):
 
 
 class LearnableFilterLayer(nn.Module):
-    """FMLP-Rec's filter layer: ``LayerNorm(X + Dropout(IFFT(W * FFT(X))))`` (Eq. 5-7)."""
+    """FMLP-Rec's filter layer: ``LayerNorm(X + Dropout(IFFT(W * FFT(X))))``."""
 
     def __init__(self, max_seq_length, hidden_size, hidden_dropout_prob, layer_norm_eps):
         super().__init__()
@@ -118,7 +118,7 @@ class L2NormLinearAttention(MultiHeadAttention):
 
 
 class FrequencyInductiveBias(nn.Module):
-    """BSARec's inductive-bias branch: ``LayerNorm(X + Dropout(LPF(X) + beta * HPF(X)))`` (Eq. 9-10)."""
+    """BSARec's inductive-bias branch: ``LayerNorm(X + Dropout(LPF(X) + beta * HPF(X)))``."""
 
     def __init__(self, max_seq_length, hidden_size, cutoff, hidden_dropout_prob, layer_norm_eps):
         super().__init__()
@@ -143,7 +143,7 @@ class FrequencyInductiveBias(nn.Module):
 
 
 class BeyondSelfAttention(nn.Module):
-    """BSARec's mixer: ``alpha * inductive_bias(X) + (1 - alpha) * self_attention(X)`` (Eq. 11)."""
+    """BSARec's mixer: ``alpha * inductive_bias(X) + (1 - alpha) * self_attention(X)``."""
 
     def __init__(self, alpha, max_seq_length, cutoff, n_heads, hidden_size, hidden_dropout_prob,
                  attn_dropout_prob, layer_norm_eps):

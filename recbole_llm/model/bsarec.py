@@ -1,10 +1,10 @@
-"""BSARec: Beyond Self-Attention for sequential recommendation (Shin et al., AAAI 2024, Sec. 4).
+"""BSARec: Beyond Self-Attention for sequential recommendation (Shin et al., AAAI 2024).
 
 SASRec's architecture with every self-attention replaced by
 :class:`~recbole_llm.model.backbone_layers.BeyondSelfAttention`: causal
 self-attention mixed, by ``bsarec_alpha``, with a Fourier inductive bias that keeps
 the low frequencies (the lowest ``bsarec_c // 2 + 1`` rfft bins) and rescales the
-high ones by a learnt ``beta`` (Eq. 9-11).  Config: ``properties/model/BSARec.yaml``.
+high ones by a learnt ``beta``.  Config: ``properties/model/BSARec.yaml``.
 """
 from recbole.model.sequential_recommender.sasrec import SASRec
 

@@ -1,7 +1,7 @@
-"""CL4SRec: contrastive learning for sequential recommendation (Xie et al., ICDE 2022, Sec. IV).
+"""CL4SRec: contrastive learning for sequential recommendation (Xie et al., ICDE 2022).
 
-SASRec (RecBole's, subclassed) trained with ``L = L_main + cl_weight * L_cl``
-(Eq. 10): ``L_cl`` is the InfoNCE / NT-Xent loss (Eq. 5) between the encodings
+SASRec (RecBole's, subclassed) trained with ``L = L_main + cl_weight * L_cl``:
+``L_cl`` is the InfoNCE / NT-Xent loss between the encodings
 of two augmented views of every sequence of the batch, each view drawn per
 sequence from item crop / mask / reorder (:mod:`recbole_llm.augmentation`,
 rates ``crop_eta``, ``mask_gamma``, ``reorder_beta``).  The mask token is the
@@ -23,7 +23,7 @@ def info_nce(z1, z2, temperature=1.0, similarity="dot"):
     """NT-Xent over a batch of view pairs ``z1[i] <-> z2[i]`` ([B, H] each).
 
     Each of the 2B views has its partner as positive and the other 2B - 2 views
-    of the batch as negatives (CL4SRec Eq. 5).
+    of the batch as negatives (CL4SRec's contrastive loss).
     """
     z = torch.cat([z1, z2], dim=0)
     if similarity == "cos":

@@ -1,9 +1,9 @@
-"""FMLPRec: Filter-enhanced MLP for sequential recommendation (Zhou et al., WWW 2022, Sec. 4).
+"""FMLPRec: Filter-enhanced MLP for sequential recommendation (Zhou et al., WWW 2022).
 
 SASRec's architecture (item + position embedding, stacked blocks with RecBole's
 point-wise feed-forward, last-item read-out, CE or BPR loss) with every
 self-attention replaced by a learnable frequency-domain filter
-(:class:`~recbole_llm.model.backbone_layers.LearnableFilterLayer`, Eq. 5-7).
+(:class:`~recbole_llm.model.backbone_layers.LearnableFilterLayer`).
 Padded positions are zeroed before each filter.  Config: ``properties/model/FMLPRec.yaml``.
 """
 from recbole.model.sequential_recommender.sasrec import SASRec

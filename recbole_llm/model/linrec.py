@@ -1,4 +1,4 @@
-"""LinRec: L2-normalised linear attention for sequential recommendation (Liu et al., SIGIR 2023, Sec. 3).
+"""LinRec: L2-normalised linear attention for sequential recommendation (Liu et al., SIGIR 2023).
 
 RecBole's BERT4Rec with every dot-product attention replaced by LinRec's
 :class:`~recbole_llm.model.backbone_layers.L2NormLinearAttention`, whose cost is
