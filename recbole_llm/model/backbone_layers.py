@@ -12,7 +12,7 @@ layer; RecBole's point-wise ``FeedForward`` stays):
   query and key vector; ``K^T V`` first makes the cost linear in sequence length.
 * :class:`BeyondSelfAttention` -- BSARec (Shin et al., AAAI 2024, BSA layer):
   ``alpha * (LowPass(X) + beta * HighPass(X)) + (1 - alpha) * SelfAttention(X)``,
-  where the low pass keeps the ``c`` lowest rfft frequencies and ``beta`` is learnt.
+  where the low pass keeps the ``c // 2 + 1`` lowest rfft bins and ``beta`` is learnt.
 
 Every mixer takes ``(hidden_states, attention_mask)`` with RecBole's extended
 additive mask (``SequentialRecommender.get_attention_mask``) and zeroes padded
