@@ -122,6 +122,7 @@ def main():
     variants = [
         ("SASRec", "-", "SASRec", dict(PAPER)),
         ("MLTFR(SASRec)", "MiniLM 30522 -> pool 2048", "MLTFR", dict(mltfr, token_pool=2048)),
+        ("MLTFR(SASRec)", "MiniLM 30522 -> pool 512", "MLTFR", dict(mltfr, token_pool=512)),
         ("MLTFR(SASRec)", "MiniLM 30522, no pool", "MLTFR", dict(mltfr, token_pool=0)),
         ("MLTFR(SASRec)", "151936 x 1024 -> pool 2048", "MLTFR",
          dict(mltfr, token_pool=2048, llm_experts=[big] * 4)),

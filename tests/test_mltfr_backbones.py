@@ -4,8 +4,10 @@ import torch
 
 from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: F401 (fixtures)
 
-BACKBONES = ["SASRec", "GRU4Rec", "BERT4Rec", "NARM", "Caser", "NextItNet", "LightSANs", "FEARec", "CORE"]
-NEEDS = {"FEARec": {"n_layers": 2}}  # FEARec divides by n_layers - 1
+BACKBONES = ["SASRec", "GRU4Rec", "BERT4Rec", "NARM", "Caser", "NextItNet", "LightSANs", "FEARec", "CORE",
+             "FMLPRec", "LinRec", "CL4SRec", "BSARec"]  # the last four: recbole_llm's own (issue 8)
+NEEDS = {"FEARec": {"n_layers": 2},  # FEARec divides by n_layers - 1
+         "BSARec": {"bsarec_c": 3}}  # low-pass bins must fit MAX_ITEM_LIST_LENGTH 10
 
 
 def _zero_augmentation(model):
