@@ -22,6 +22,12 @@ def user_interest(E, mask):
     return (E * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
+def init_small(linear, std=0.02):
+    """Initialise a layer that writes into E like RecBole initialises item embeddings (N(0, 0.02))."""
+    nn.init.normal_(linear.weight, std=std)
+    nn.init.zeros_(linear.bias)
+
+
 def straight_through_top_k(scores, k, tau, noisy):
     """Eq. 4-6: Gumbel-softmax routing, hard Top-K, straight-through weights.
 
@@ -66,6 +72,7 @@ class TokenFilterExpert(nn.Module):
         self.W_k = nn.Linear(d_llm, d_emb)
         self.W_v = nn.Linear(d_llm, d_emb)
         self.W_o = nn.Linear(d_emb, d_emb)          # eq. 8
+        init_small(self.W_o)  # start near the bare backbone: ID embeddings are ~N(0, 0.02)
 
     def routing_logits(self, E, mask, W_voc):
         """Eq. 1-3: cosine similarity of every aligned token to the user interest (B x N)."""
@@ -115,6 +122,7 @@ class DirectTokenExpert(nn.Module):
         super().__init__()
         self.d_llm = d_llm
         self.W_align = nn.Linear(d_llm, d_emb)
+        init_small(self.W_align)
 
     def forward(self, E, mask, item_seq, W_voc):
         rows = W_voc[item_seq.remainder(W_voc.shape[0])]
