@@ -137,6 +137,7 @@ def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):
     batch = first_batch(valid).to(model.device)
     with torch.no_grad():
         assert torch.equal(model.full_sort_predict(batch), bare.full_sort_predict(batch))
+        assert torch.equal(model.predict(batch), bare.predict(batch))
         model.sc_expert.W_o.bias.fill_(1.0)
         model.sc_alpha = 0.2  # switching the consensus back on changes the scores
         assert not torch.allclose(model.full_sort_predict(batch), bare.full_sort_predict(batch))
