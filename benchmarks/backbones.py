@@ -8,6 +8,11 @@ the best-validation epoch; mean ± std over the seeds.
 
     python benchmarks/backbones.py            # each model's yaml defaults, 20 epochs
     python benchmarks/backbones.py --quick [--threads 1]   # hidden 16, length 10, 2 epochs
+    python benchmarks/backbones.py --step-time [--quick]    # interleaved train-step times
+
+Epoch times of runs made one after another drift with the machine's load; the
+``--step-time`` mode times forward + backward of the same training batches for
+all models in one process, round-robin, and reports the median per model.
 """
 import argparse
 import glob
@@ -50,11 +55,42 @@ def run_one(model, config, threads=None):
     return test, times
 
 
+def step_times(models, config, steps):
+    """Median seconds of ``calculate_loss`` + ``backward`` per training batch, models interleaved."""
+    import statistics
+
+    import torch
+
+    from recbole_llm.config import Config
+    from recbole_llm.quick_start import build_model, prepare
+
+    batches, nets = {}, {}
+    for model in models:
+        run_config = Config(model=model, dataset="ml-100k", config_dict=dict(config, state="WARNING"))
+        _, train_data, _, _ = prepare(run_config)
+        nets[model] = build_model(run_config, train_data).train()
+        loader = iter(train_data)
+        batches[model] = [next(loader) for _ in range(steps)]
+    times = {model: [] for model in models}
+    for step in range(steps):
+        for model in models:
+            start = time.perf_counter()
+            nets[model].calculate_loss(batches[model][step]).backward()
+            times[model].append(time.perf_counter() - start)
+            nets[model].zero_grad(set_to_none=True)
+    return {model: statistics.median(t[1:]) for model, t in times.items()}  # first step warms up
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="tiny model, 2 epochs (shared CPU)")
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    parser.add_argument("--step-time", type=int, nargs="?", const=30, default=None, metavar="STEPS",
+                        help="time STEPS training batches per model, interleaved (default 30)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, VALUE read as JSON (e.g. MAX_ITEM_LIST_LENGTH=200)")
+    parser.add_argument("--name", default=None, help="results file name (default from the mode)")
     args = parser.parse_args()
     config = {"epochs": 20, "stopping_step": 5, "train_batch_size": 2048, "eval_batch_size": 4096,
               "metrics": ["Hit", "NDCG"], "topk": [20], "valid_metric": "NDCG@20",
@@ -62,6 +98,24 @@ def main():
     if args.quick:
         config.update({"epochs": 2, "hidden_size": 16, "inner_size": 32, "n_layers": 2,
                        "MAX_ITEM_LIST_LENGTH": 10, "train_batch_size": 1024})
+    for item in args.set:
+        key, value = item.split("=", 1)
+        config[key] = json.loads(value)
+    if args.step_time:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        here = os.getcwd()
+        with tempfile.TemporaryDirectory() as tmp:
+            os.chdir(tmp)  # RecBole writes ./log
+            medians = step_times(args.models, config, args.step_time)
+            os.chdir(here)
+        rows = [{"model": m, "train step (ms, median)": round(1000 * t, 1),
+                 "vs SASRec": round(t / medians[args.models[0]], 2)} for m, t in medians.items()]
+        write_results(args.name or "backbones_step_time" + ("_quick" if args.quick else ""), rows,
+                      dict(config, steps=args.step_time, models=args.models, threads=args.threads))
+        return
     rows, runs = [], []
     for model in args.models:
         per_seed = []
@@ -79,7 +133,7 @@ def main():
             "NDCG@20": mean_std(r["ndcg@20"] for r in per_seed),
             "epoch time (s)": mean_std(sum(r["epoch_times_s"]) / len(r["epoch_times_s"]) for r in per_seed),
         })
-    write_results("backbones" + ("_quick" if args.quick else ""), rows,
+    write_results(args.name or "backbones" + ("_quick" if args.quick else ""), rows,
                   dict(config, seeds=SEEDS, models=args.models, threads=args.threads),
                   extra={"runs": runs})
 
