@@ -9,7 +9,7 @@ import sys
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", "-m", type=str, default="SASRec", help="model name")
+    parser.add_argument("--model", "-m", type=str, default="MLTFR", help="model name")
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", type=str, default=None,
                         help="space-separated yaml config files")

@@ -1,0 +1,194 @@
+"""MLTFR layers, semantic consensus and model behaviour (issue 4, items 3-8)."""
+import pytest
+import torch
+
+from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: F401 (fixtures)
+from recbole_llm.llm.loading import LLMNotFoundError
+from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
+from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
+                                            straight_through_top_k, user_interest)
+
+
+def _inputs(B=3, L=5, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    E = torch.randn(B, L, d, generator=g)
+    item_seq = torch.tensor([[4, 7, 2, 0, 0], [5, 0, 0, 0, 0], [1, 2, 3, 4, 5]])[:B, :L]
+    return E, item_seq != 0, item_seq
+
+
+def test_user_interest_excludes_padding():
+    E, mask, _ = _inputs()
+    interest = user_interest(E, mask)
+    assert interest.shape == (3, 8)
+    assert torch.allclose(interest[0], E[0, :3].mean(0)) and torch.allclose(interest[1], E[1, 0])
+    E2 = E.clone()
+    E2[0, 3:] = 100.0  # padding positions never count
+    assert torch.allclose(user_interest(E2, mask), interest)
+
+
+def test_top_k_selects_exactly_k_with_straight_through_weights():
+    scores = torch.randn(4, 50, requires_grad=True)
+    index, weight = straight_through_top_k(scores, 7, tau=0.5, noisy=False)
+    assert index.shape == (4, 7) and all(len(set(row.tolist())) == 7 for row in index)
+    assert torch.equal(index.sort(-1).values, scores.topk(7, -1).indices.sort(-1).values)
+    assert torch.allclose(weight, torch.ones_like(weight))  # hard selection in the forward pass
+    weight.pow(2).mul(torch.arange(7.0)).sum().backward()
+    assert scores.grad.abs().sum() > 0                       # soft gradient in the backward pass
+
+
+def test_expert_shapes_padding_and_gradient_to_w_align():
+    E, mask, seq = _inputs()
+    W_voc = torch.randn(40, 12)
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=0.5)
+    out = expert(E, mask, seq, W_voc)
+    assert out.shape == E.shape
+    assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))  # nothing added at padding
+    assert out[mask].abs().sum() > 0
+    out.pow(2).sum().backward()
+    assert expert.W_align.weight.grad.abs().sum() > 0 and expert.W_align.bias.grad.abs().sum() > 0
+
+
+def test_no_gumbel_noise_at_evaluation():
+    E, mask, seq = _inputs()
+    W_voc = torch.randn(40, 12)
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=0.3).eval()
+    index, _ = expert.select_tokens(E, mask, W_voc)
+    assert torch.equal(index, expert.routing_logits(E, mask, W_voc).topk(6, -1).indices)
+    assert torch.equal(expert(E, mask, seq, W_voc), expert(E, mask, seq, W_voc))
+    expert.train()
+    picks = {tuple(expert.select_tokens(E, mask, W_voc)[0][0].sort().values.tolist()) for _ in range(10)}
+    assert len(picks) > 1  # Gumbel noise makes training selections vary
+
+
+@pytest.mark.parametrize("token_filter", ["random", "all"])
+def test_filter_ablations(token_filter):
+    E, mask, seq = _inputs()
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, token_filter=token_filter)
+    out = expert(E, mask, seq, torch.randn(40, 12))
+    assert out.shape == E.shape and torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+
+
+def test_direct_token_expert_adds_projected_token_of_each_item():
+    E, mask, seq = _inputs()
+    W_voc = torch.randn(4, 12)
+    expert = DirectTokenExpert(8, 12)
+    out = expert(E, mask, seq, W_voc)
+    assert torch.allclose(out[0, 1], expert.W_align(W_voc[7 % 4]))
+    assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+
+
+def test_item_level_gate():
+    E, mask, _ = _inputs()
+    gate = ItemLevelGate(8, 3, max_len=10)
+    outputs = [torch.randn_like(E) for _ in range(3)]
+    base, weights = gate(E, outputs)
+    assert weights.shape == (3, 5, 3) and torch.allclose(weights.sum(-1), torch.ones(3, 5))
+    manual = sum(weights[..., m:m + 1] * outputs[m] for m in range(3))
+    assert torch.allclose(base, manual)
+
+
+def test_consensus_is_the_fisher_weighted_average():
+    experts = [TokenFilterExpert(8, 12, num_tokens=4, n_heads=2) for _ in range(3)]
+    weights = torch.tensor([0.5, 2.0, 1.5])
+    sc = consensus_parameters(experts, weights)
+    for name, value in sc.items():
+        manual = sum(w * e.state_dict()[name] for w, e in zip(weights, experts)) / weights.sum()
+        assert torch.allclose(value, manual, atol=1e-6)
+    mixed = experts[:2] + [TokenFilterExpert(8, 6, num_tokens=4, n_heads=2)] * 3
+    assert homogeneous_group(mixed) == [2, 3, 4]
+
+
+def test_fisher_weights_positive_and_consensus_frozen_in_round_2(mltfr_config):
+    config, model, train, _ = build(dict(mltfr_config, llm_experts=["minilm", "minilm", "minilm"]))
+    batches = [first_batch(train).to(model.device)]
+    weights = model.build_semantic_consensus(batches)
+    assert weights.shape == (3,) and (weights > 0).all()
+    assert torch.allclose(model.fisher_weights, weights)
+    for name, value in model.sc_expert.state_dict().items():
+        manual = sum(w * e.state_dict()[name] for w, e in zip(weights, model.experts)) / weights.sum()
+        assert torch.allclose(value, manual, atol=1e-6)
+    assert bool(model.sc_active) and not any(p.requires_grad for p in model.sc_expert.parameters())
+
+    frozen = {k: v.clone() for k, v in model.sc_expert.state_dict().items()}
+    before = model.experts[0].W_align.weight.detach().clone()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for batch in batches * 2:
+        opt.zero_grad()
+        model.calculate_loss(batch).backward()
+        opt.step()
+    assert all(torch.equal(v, model.sc_expert.state_dict()[k]) for k, v in frozen.items())
+    assert not torch.equal(before, model.experts[0].W_align.weight)
+    assert model.training  # the estimate runs in eval mode and restores the training mode
+    assert (fisher_importance(model, batches, list(model.experts)) > 0).all() and model.training
+
+
+def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):
+    config, model, train, valid = build(dict(mltfr_config, sc_alpha=0.0))
+    from recbole.model.sequential_recommender import SASRec
+
+    bare = SASRec(config, train._dataset)
+    bare.load_state_dict(model.backbone.state_dict())
+    for expert in list(model.experts) + [model.sc_expert]:
+        torch.nn.init.zeros_(expert.W_o.weight)
+        torch.nn.init.zeros_(expert.W_o.bias)
+    model.sc_active.fill_(True)
+    model.eval(), bare.eval()
+    batch = first_batch(valid).to(model.device)
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), bare.full_sort_predict(batch))
+        assert torch.equal(model.predict(batch), bare.predict(batch))
+        model.sc_expert.W_o.bias.fill_(1.0)
+        model.sc_alpha = 0.2  # switching the consensus back on changes the scores
+        assert not torch.allclose(model.full_sort_predict(batch), bare.full_sort_predict(batch))
+
+
+def test_bce_loss_is_eq_16(mltfr_config):
+    config, model, train, _ = build(mltfr_config)
+    assert model.mltfr_loss == "bce"
+    batch = first_batch(train).to(model.device)
+    model.eval()
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+        pos = scores.gather(1, batch[model.ITEM_ID][:, None])
+        neg = scores.gather(1, batch[model.NEG_ITEM_ID][:, None])
+        manual = -(torch.log(torch.sigmoid(pos)) + torch.log(1 - torch.sigmoid(neg))).mean()
+        assert torch.allclose(model.calculate_loss(batch), manual, atol=1e-5)
+
+
+def test_bad_backbones_are_refused_before_training(mltfr_config):
+    from recbole_llm.model.mltfr import build_backbone
+
+    config, _, train, _ = build(mltfr_config)
+    for backbone, message in [("NoSuchRec", "unknown backbone 'NoSuchRec'"),
+                              ("SRGNN", "cannot wrap backbone 'SRGNN'"),
+                              ("GCSAN", "cannot wrap backbone 'GCSAN'"),
+                              ("RepeatNet", "cannot wrap backbone 'RepeatNet'"),
+                              ("S3Rec", "cannot wrap backbone 'S3Rec'"),
+                              ("BPR", "'BPR' is not a sequential recommender")]:
+        config["backbone"] = backbone
+        with pytest.raises(ValueError, match=message):
+            build_backbone(config, train._dataset)
+
+
+def test_bad_llm_and_k_are_refused(mltfr_config, tmp_path):
+    with pytest.raises(LLMNotFoundError, match="does not exist"):
+        build(dict(mltfr_config, llm_experts=[str(tmp_path / "missing_llm")]))
+    with pytest.raises(ValueError, match="K=300 exceeds the 128 pooled tokens"):
+        build(dict(mltfr_config, num_tokens=300))
+    with pytest.raises(ValueError, match="needs one sampled negative"):
+        build(dict(mltfr_config, loss_type="CE"))
+
+
+def test_llm_te_and_re_ablations(mltfr_config):
+    """Fig. 1 ablations: LLM-TE adds projected real token rows; LLM-RE a random table of the same shape."""
+    _, te_model, train, _ = build(dict(mltfr_config, expert_mode="te", llm_experts=["minilm"]))
+    _, re_model, _, _ = build(dict(mltfr_config, expert_mode="re", llm_experts=["minilm"]))
+    assert isinstance(te_model.experts[0], DirectTokenExpert)
+    assert te_model.vocab_0.shape == re_model.vocab_0.shape
+    assert not torch.allclose(te_model.vocab_0, re_model.vocab_0)
+    batch = first_batch(train).to(te_model.device)
+    for model in (te_model, re_model):
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        assert torch.isfinite(loss) and model.experts[0].W_align.weight.grad.abs().sum() > 0
