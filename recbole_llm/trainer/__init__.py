@@ -1,1 +1,3 @@
 """Trainers of recbole_llm: ``<Model>Trainer`` classes found by ``get_trainer``."""
+from recbole_llm.trainer.federated_trainer import (ConFedSRSTrainer, FedSeqTrainer,  # noqa: F401
+                                                    FederatedTrainer, LUMOSTrainer)
