@@ -4,8 +4,8 @@ Built on the shared :mod:`recbole_llm.augmentation` (crop / mask / reorder of
 CL4SRec).  The two positives are two independently drawn augmentations of S_u;
 a lone client has no other users' sequences to use as in-batch negatives, so the
 negative is a sequence of uniformly random catalogue items of the same length.
-Masked positions take the padding embedding (id 0): the backbones' item tables
-have no extra mask row.
+The backbones' item tables have no extra mask row, so a masked item is left out
+of the view (the view never contains the padding id).
 """
 import torch
 
@@ -28,8 +28,8 @@ class AugmentViewGenerator(ViewGenerator):
 
         view, view_len = random_augmentation(seq, lengths, self.eta, self.gamma, self.beta,
                                              mask_token=self.n_items, generator=generator)
-        view = view.masked_fill(view == self.n_items, 0)
-        return view[0, :int(view_len[0])].tolist()
+        items = view[0, :int(view_len[0])].tolist()
+        return [v for v in items if v != self.n_items]  # masked items are left out
 
     def generate(self, sequences, user_ids):
         out = []
@@ -37,8 +37,8 @@ class AugmentViewGenerator(ViewGenerator):
             g = torch.Generator().manual_seed(hash((self.seed, int(uid))) % (2 ** 62))
             x, lengths = left_align([seq], self.max_len)
             first, second = self._augment(x, lengths, g), self._augment(x, lengths, g)
-            first = first if any(first) else x[0, :1].tolist()
-            second = second if any(second) else x[0, :1].tolist()
+            first = first or [seq[-1]]
+            second = second or [seq[-1]]
             negative = torch.randint(1, self.n_items, (int(lengths[0]),), generator=g).tolist()
             out.append(TriView(first, second, negative))
         return out
