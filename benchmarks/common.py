@@ -1,0 +1,76 @@
+"""Shared plumbing of the benchmark scripts: machine facts, markdown tables, JSON results.
+
+Convention (issue 3, item 11): every ``benchmarks/<name>.py`` runs standalone,
+has a ``--quick`` mode, prints a markdown table and writes the same figures to
+``benchmarks/results/<name>.json`` with :func:`machine_facts` and the exact config.
+"""
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def machine_facts():
+    """Cores, versions, device and date: what makes two results comparable."""
+    import torch
+
+    facts = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "load_avg_1m": os.getloadavg()[0],
+    }
+    for pkg in ("recbole", "transformers", "faiss", "numpy"):
+        try:
+            facts[pkg] = __import__(pkg).__version__
+        except Exception:
+            facts[pkg] = None
+    return facts
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def mean_std(values):
+    """``"m ± s"`` of a list of numbers (std 0 for a single value)."""
+    values = list(values)
+    if not values:
+        return "n/a"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+
+def markdown_table(rows, columns=None):
+    """Rows (dicts) as a markdown table; columns default to the first row's keys."""
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for col in columns:
+            v = row.get(col, "")
+            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(name, rows, config, extra=None):
+    """Print the table and write ``benchmarks/results/<name>.json``; returns the path."""
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    payload = {"benchmark": name, "machine": machine_facts(), "config": config, "rows": rows}
+    if extra:
+        payload.update(extra)
+    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2, default=str)
+    print(markdown_table(rows))
+    print(f"\nwritten: {os.path.relpath(path)}")
+    return path
