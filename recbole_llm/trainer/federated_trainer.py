@@ -25,6 +25,10 @@ from recbole_llm.federated.views import build_view_generator, prepare_views
 
 
 def make_engine(name, model, spec, config=None):
+    """The engine named by ``fed_engine``; ``auto``: vectorized on a GPU, sequential on CPU
+    (on CPU the per-client loop is as fast or faster, benchmarks/federated_speed.py)."""
+    if name == "auto":
+        name = "vectorized" if next(model.parameters()).is_cuda else "sequential"
     if name == "sequential":
         return SequentialEngine(model, spec)
     if name == "vectorized":
@@ -53,6 +57,7 @@ class FederatedTrainer(Trainer):
         self.spec = LocalTrainingSpec.from_config(config)
         self.clients = None
         self.view_generator = None
+        self.valid_history = []  # (round, valid result) of every evaluation
 
     def setup_clients(self, train_data):
         """Clients from RecBole's training split, views generator, checks (before training)."""
@@ -104,6 +109,7 @@ class FederatedTrainer(Trainer):
             self.best_valid_score, self.cur_step, stop, update = early_stopping(
                 valid_score, self.best_valid_score, self.cur_step, max_step=self.stopping_step,
                 bigger=self.valid_metric_bigger)
+            self.valid_history.append((rnd, dict(valid_result)))
             self.tensorboard.add_scalar("Vaild_score", valid_score, rnd)
             for name, value in valid_result.items():
                 self.tensorboard.add_scalar(f"valid/{name}", value, rnd)
