@@ -27,6 +27,22 @@ class ParameterUpdate:
     num_clients: int = 1
 
 
+@torch.no_grad()
+def weighted_mean(updates: Sequence[ParameterUpdate]) -> ParameterUpdate:
+    """One :class:`ParameterUpdate` standing for ``updates``: Σ w_i θ_i / Σ w_i with weight Σ w_i."""
+    updates = list(updates)
+    if not updates:
+        raise ValueError("no client updates to aggregate")
+    total = float(sum(u.weight for u in updates))
+    mean = {}
+    for name, ref in updates[0].tensors.items():
+        acc = torch.zeros_like(ref, dtype=torch.float64)
+        for u in updates:
+            acc += u.tensors[name].to(device=ref.device, dtype=torch.float64) * (u.weight / total)
+        mean[name] = acc.to(ref.dtype)
+    return ParameterUpdate(mean, total, sum(u.num_clients for u in updates))
+
+
 class FedAvgServer:
     """Holds the global parameters and averages :class:`ParameterUpdate` s."""
 
@@ -58,12 +74,6 @@ class FedAvgServer:
             raise ValueError("no client updates to aggregate")
         for update in updates:
             self._check(update)
-        total = float(sum(u.weight for u in updates))
-        new = {}
-        for name, ref in self.global_params.items():
-            acc = torch.zeros_like(ref, dtype=torch.float64)
-            for u in updates:
-                acc += u.tensors[name].to(device=ref.device, dtype=torch.float64) * (u.weight / total)
-            new[name] = acc.to(ref.dtype)
-        self.global_params = new
+        mean = weighted_mean(updates).tensors
+        self.global_params = {k: mean[k].to(v.device, v.dtype) for k, v in self.global_params.items()}
         return self.broadcast()

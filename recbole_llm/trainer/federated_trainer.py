@@ -33,10 +33,6 @@ def make_engine(name, model, spec, config=None):
         return SequentialEngine(model, spec)
     if name == "vectorized":
         return VectorizedEngine(model, spec)
-    if name == "flower":
-        from recbole_llm.federated.flower.engine import FlowerEngine
-
-        return FlowerEngine(model, spec, config)
     raise ValueError(f"fed_engine must be vectorized, sequential or flower, got {name!r}")
 
 
@@ -78,8 +74,34 @@ class FederatedTrainer(Trainer):
         load_parameters(self.model, server.aggregate(updates))
         return loss
 
+    def fit_on_flower(self, train_data, valid_data, verbose, saved):
+        """All rounds on a loopback Flower federation (SuperLink + SuperNodes), then one evaluation."""
+        from recbole_llm.compat import config_to_primitives
+        from recbole_llm.federated.flower.local import run_local_federation
+
+        self.setup_clients(train_data)  # same checks before training as the in-process engines
+        job = config_to_primitives(self.config)
+        job["config_dict"] = dict(job.pop("external_config_dict"), fed_engine="sequential")
+        job["engine"] = "sequential"
+        start = time()
+        result = run_local_federation(job, num_nodes=int(self.config["flower_num_nodes"]),
+                                      timeout=int(self.config["flower_timeout"]))
+        load_parameters(self.model, result["params"])
+        rnd = self.rounds - 1
+        if verbose:
+            self.logger.info(f"Flower federation: {len(result['rounds'])} rounds on "
+                             f"{self.config['flower_num_nodes']} SuperNodes [time: {time() - start:.2f}s]")
+        if valid_data is not None:
+            self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress=False)
+            self.valid_history.append((rnd, dict(self.best_valid_result)))
+        if saved:
+            self._save_checkpoint(rnd, verbose=verbose)
+        return self.best_valid_score, self.best_valid_result
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
             callback_fn=None):
+        if self.config["fed_engine"] == "flower":
+            return self.fit_on_flower(train_data, valid_data, verbose, saved)
         if self.clients is None:
             self.setup_clients(train_data)
         server = FedAvgServer(trainable_parameters(self.model))
@@ -100,7 +122,7 @@ class FederatedTrainer(Trainer):
                 self.logger.info(set_color("round %d training", "green") % rnd
                                  + f" [{set_color('time', 'blue')}: {time() - start:.2f}s, "
                                  + f"{set_color('train loss', 'blue')}: {loss:.4f}]")
-            if valid_data is None or (rnd + 1) % self.eval_step:
+            if valid_data is None or ((rnd + 1) % self.eval_step and rnd + 1 < self.rounds):
                 if saved and valid_data is None:
                     self._save_checkpoint(rnd, verbose=verbose)
                 continue
