@@ -1,6 +1,7 @@
 """Shared helpers of the federated/LUMOS tests: one tiny ml-100k split per module."""
 import os
 
+import pytest
 import torch
 from recbole.data import create_dataset, data_preparation
 
@@ -35,8 +36,20 @@ def build(config, train, **overrides):
     return get_model(config["model"])(config, train.dataset)
 
 
-def one_thread():
-    """Run a test on one torch thread (2 shared cores: OpenMP spinning costs 100x on tiny ops)."""
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Run a module on one torch thread (2 shared cores: OpenMP spinning costs 100x on tiny ops)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return before
+    yield
+    torch.set_num_threads(before)
+
+
+def split_fixture(model):
+    """A module-scoped fixture: :func:`tiny_split` of ``model``, built once per test module."""
+
+    @pytest.fixture(scope="module")
+    def split(tmp_path_factory):
+        return tiny_split(tmp_path_factory.mktemp(model), model=model)
+
+    return split

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from federated_fixtures import build, one_thread, tiny_split
+from federated_fixtures import build, single_thread, split_fixture  # noqa: F401
 from recbole_llm.federated.client_data import (build_clients, causal_windows, make_client,
                                                training_sequences)
 from recbole_llm.federated.client_update import (LocalTrainingSpec, SequentialEngine,
@@ -14,16 +14,7 @@ from recbole_llm.federated.views import prepare_views
 from recbole_llm.federated.views.augment import AugmentViewGenerator
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    return tiny_split(tmp_path_factory.mktemp("fed"), model="FedSeq")
+split = split_fixture("FedSeq")
 
 
 def test_training_sequences_follow_recbole_leave_one_out(split):

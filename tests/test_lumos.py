@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from federated_fixtures import TINY_FED, build, one_thread, tiny_split
+from federated_fixtures import TINY_FED, build, single_thread, split_fixture  # noqa: F401
 from recbole_llm.federated.losses import tri_view_infonce
 from recbole_llm.federated.views import build_view_generator
 from recbole_llm.federated.views.augment import AugmentViewGenerator
@@ -14,16 +14,7 @@ from recbole_llm.federated.views.semantic import SemanticViewGenerator
 from recbole_llm.quick_start import run_recbole_llm
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    before = one_thread()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    return tiny_split(tmp_path_factory.mktemp("lumos"), model="LUMOS")
+split = split_fixture("LUMOS")
 
 
 def test_tri_view_infonce_matches_hand_computation():

@@ -100,6 +100,15 @@ class FederatedTrainer(Trainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False,
             callback_fn=None):
+        threads = torch.get_num_threads()
+        if self.config["fed_num_threads"]:
+            torch.set_num_threads(int(self.config["fed_num_threads"]))
+        try:
+            return self._fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, train_data, valid_data, verbose, saved, show_progress, callback_fn):
         if self.config["fed_engine"] == "flower":
             return self.fit_on_flower(train_data, valid_data, verbose, saved)
         if self.clients is None:
