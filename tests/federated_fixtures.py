@@ -11,7 +11,7 @@ from recbole_llm.utils import get_model
 TINY_FED = {
     "hidden_size": 16, "inner_size": 32, "embedding_size": 16, "n_layers": 1, "n_heads": 1,
     "MAX_ITEM_LIST_LENGTH": 10, "hidden_dropout_prob": 0.0, "attn_dropout_prob": 0.0,
-    "dropout_prob": 0.0, "num_layers": 1, "state": "WARNING", "show_progress": False, "rounds": 1,
+    "dropout_prob": 0.0, "dropout_probs": [0.0, 0.0], "num_layers": 1, "state": "WARNING", "show_progress": False, "rounds": 1,
     "local_epochs": 1, "client_fraction": 0.02, "eval_step": 1, "metrics": ["Hit", "NDCG"],
     "topk": [20], "valid_metric": "NDCG@20", "seed": 2020,
 }
