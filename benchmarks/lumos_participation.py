@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import write_results  # noqa: E402
+from benchmarks.lumos_robustness import study_config  # noqa: E402
 
 
 def main():
@@ -27,11 +28,7 @@ def main():
 
     n_clients = 943  # ml-100k users with training data
     sizes = (16, 32, 64, 128) if args.quick else (32, 64, 128, 512)
-    overrides = dict(state="WARNING", show_progress=False, metrics=["Hit", "NDCG", "MRR"], topk=[20],
-                     valid_metric="NDCG@20", rounds=10 if args.quick else 100,
-                     eval_step=5 if args.quick else 10, hidden_size=32 if args.quick else 64,
-                     inner_size=128 if args.quick else 256, MAX_ITEM_LIST_LENGTH=20 if args.quick else 50,
-                     local_epochs=2 if args.quick else 5)
+    overrides = study_config(args.quick, metrics=("Hit", "NDCG", "MRR"))
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     rows = []

@@ -24,6 +24,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import write_results  # noqa: E402
 
 
+def study_config(quick, metrics=("Hit", "NDCG")):
+    """Settings shared by the Fig. 2 and Fig. 3 studies (paper's in full mode, shrunk in quick)."""
+    return dict(state="WARNING", show_progress=False, metrics=list(metrics), topk=[20],
+                valid_metric="NDCG@20", rounds=10 if quick else 100, eval_step=5 if quick else 10,
+                hidden_size=32 if quick else 64, inner_size=128 if quick else 256,
+                MAX_ITEM_LIST_LENGTH=20 if quick else 50, local_epochs=2 if quick else 5)
+
+
 def attacker_sequence(rng, length, n_items, target, popular, knowledge, kind):
     if kind == "noise":
         return rng.integers(1, n_items, size=length).tolist()
@@ -82,11 +90,7 @@ def main():
     parser.add_argument("--model", default="LUMOS")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    overrides = dict(state="WARNING", show_progress=False, metrics=["Hit", "NDCG"], topk=[20],
-                     valid_metric="NDCG@20", rounds=10 if args.quick else 100,
-                     eval_step=5 if args.quick else 10, hidden_size=32 if args.quick else 64,
-                     inner_size=128 if args.quick else 256, MAX_ITEM_LIST_LENGTH=20 if args.quick else 50,
-                     local_epochs=2 if args.quick else 5)
+    overrides = study_config(args.quick)
     settings = [("none", 0.0, 0.0)] + [("noise", f, 0.0) for f in (0.1, 0.3)]
     settings += [("promotion", 0.1, k) for k in ((0.3, 0.9) if args.quick else (0.3, 0.6, 0.9))]
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
