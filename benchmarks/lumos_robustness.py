@@ -27,9 +27,9 @@ from benchmarks.common import write_results  # noqa: E402
 def study_config(quick, metrics=("Hit", "NDCG")):
     """Settings shared by the Fig. 2 and Fig. 3 studies (paper's in full mode, shrunk in quick)."""
     return dict(state="WARNING", show_progress=False, metrics=list(metrics), topk=[20],
-                valid_metric="NDCG@20", rounds=10 if quick else 100, eval_step=5 if quick else 10,
+                valid_metric="NDCG@20", rounds=20 if quick else 100, eval_step=5 if quick else 10,
                 hidden_size=32 if quick else 64, inner_size=128 if quick else 256,
-                MAX_ITEM_LIST_LENGTH=20 if quick else 50, local_epochs=2 if quick else 5)
+                MAX_ITEM_LIST_LENGTH=20 if quick else 50, local_epochs=5)
 
 
 def attacker_sequence(rng, length, n_items, target, popular, knowledge, kind):
