@@ -88,11 +88,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", default="LUMOS")
+    parser.add_argument("--attacks", nargs="*", default=["none", "noise", "promotion"])
+    parser.add_argument("--knowledge", nargs="*", type=float, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
     overrides = study_config(args.quick)
     settings = [("none", 0.0, 0.0)] + [("noise", f, 0.0) for f in (0.1, 0.3)]
-    settings += [("promotion", 0.1, k) for k in ((0.3, 0.9) if args.quick else (0.3, 0.6, 0.9))]
+    levels = args.knowledge or ((0.3, 0.9) if args.quick else (0.3, 0.6, 0.9))
+    settings += [("promotion", 0.1, k) for k in levels]
+    settings = [s for s in settings if s[0] in args.attacks]
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     rows = []
