@@ -24,7 +24,7 @@ from recbole_llm.federated.losses import masked_next_item_ce, tri_view_infonce
 CAUSAL_BACKBONES = ("SASRec", "GRU4Rec")  # the output at position t depends only on items <= t
 VIEW_NAMES = ("future", "paraphrase", "counterfactual")
 VIEW_GENERATORS = ("llm", "semantic", "augment", "none")
-ENGINES = ("auto", "vectorized", "sequential", "flower")
+ENGINES = ("vectorized", "sequential", "flower")
 
 
 def _number(config, key):

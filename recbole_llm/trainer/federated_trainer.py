@@ -25,10 +25,7 @@ from recbole_llm.federated.views import build_view_generator, prepare_views
 
 
 def make_engine(name, model, spec, config=None):
-    """The engine named by ``fed_engine``; ``auto``: vectorized on a GPU, sequential on CPU
-    (on CPU the per-client loop is as fast or faster, benchmarks/federated_speed.py)."""
-    if name == "auto":
-        name = "vectorized" if next(model.parameters()).is_cuda else "sequential"
+    """The engine named by ``fed_engine`` (vectorized, sequential)."""
     if name == "sequential":
         return SequentialEngine(model, spec)
     if name == "vectorized":
