@@ -1,0 +1,47 @@
+"""LUMOS participation study (paper Fig. 2): MRR@20 against clients per round on ml-100k.
+
+The number of clients sampled per round is set through ``client_fraction``
+(n / number of clients); everything else is fixed.  Reports test MRR@20,
+HR@20 and NDCG@20 of the best-valid model for each n.
+
+    python benchmarks/lumos_participation.py [--quick] [--model LUMOS]
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import write_results  # noqa: E402
+from benchmarks.lumos_robustness import study_config  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="LUMOS")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from recbole_llm.quick_start import run_recbole_llm
+
+    n_clients = 943  # ml-100k users with training data
+    sizes = (16, 32, 64, 128) if args.quick else (32, 64, 128, 512)
+    overrides = study_config(args.quick, metrics=("Hit", "NDCG", "MRR"))
+    repo, tmp = os.getcwd(), tempfile.mkdtemp()
+    os.chdir(tmp)
+    rows = []
+    for n in sizes:
+        res = run_recbole_llm(model=args.model, dataset="ml-100k", config_dict=dict(
+            overrides, client_fraction=n / n_clients, checkpoint_dir=os.path.join(tmp, "saved")))
+        test = res["test_result"]
+        rows.append({"model": args.model, "clients_per_round": n, "MRR@20": test["mrr@20"],
+                     "HR@20": test["hit@20"], "NDCG@20": test["ndcg@20"]})
+        print(rows[-1], flush=True)
+    os.chdir(repo)
+    write_results("lumos_participation" + ("_quick" if args.quick else ""), rows, overrides)
+
+
+if __name__ == "__main__":
+    main()

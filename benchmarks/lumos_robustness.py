@@ -1,0 +1,114 @@
+"""LUMOS robustness (paper Fig. 3): noisy and adversarial clients, target-item exposure.
+
+A fraction of the clients is replaced by
+* ``noise``: sequences of uniformly random items (same lengths), or
+* ``promotion``: a target-item promotion attack at attacker-knowledge level k --
+  each attacker sequence is made of items the attacker knows to be popular (a
+  fraction k of its items, drawn from the true top-100 items) or random items
+  (the rest), with the target item after every known-popular item.
+Attackers run the same client code (their views come from their own sequences).
+Reported: HR@20 / NDCG@20 of the test set and the target item's exposure (share
+of test users whose top-20 list holds it) against the attacker fraction.
+
+    python benchmarks/lumos_robustness.py [--quick] [--model LUMOS]
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.common import write_results  # noqa: E402
+
+
+def study_config(quick, metrics=("Hit", "NDCG")):
+    """Settings shared by the Fig. 2 and Fig. 3 studies (paper's in full mode, shrunk in quick)."""
+    return dict(state="WARNING", show_progress=False, metrics=list(metrics), topk=[20],
+                valid_metric="NDCG@20", rounds=20 if quick else 100, eval_step=5 if quick else 10,
+                hidden_size=32 if quick else 64, inner_size=128 if quick else 256,
+                MAX_ITEM_LIST_LENGTH=20 if quick else 50, local_epochs=5)
+
+
+def attacker_sequence(rng, length, n_items, target, popular, knowledge, kind):
+    if kind == "noise":
+        return rng.integers(1, n_items, size=length).tolist()
+    seq = []
+    while len(seq) < length:
+        if rng.random() < knowledge:
+            seq += [int(rng.choice(popular)), target]
+        else:
+            seq.append(int(rng.integers(1, n_items)))
+    return seq[:length]
+
+
+@torch.no_grad()
+def exposure(model, test_data, target, k=20):
+    model.eval()
+    hit = total = 0
+    for interaction, history_index, _, _ in test_data:
+        scores = model.full_sort_predict(interaction.to(model.device)).view(-1, model.n_items)
+        scores[:, 0] = -np.inf
+        if history_index is not None:
+            scores[history_index] = -np.inf
+        hit += int((scores.topk(k, dim=1).indices == target).any(1).sum())
+        total += scores.shape[0]
+    return hit / max(total, 1)
+
+
+def run(model_name, overrides, fraction, kind, knowledge, seed=0):
+    from recbole_llm.config import Config
+    from recbole_llm.federated.client_data import make_client
+    from recbole_llm.llm.item_text import popularity
+    from recbole_llm.quick_start import build_model, prepare
+    from recbole_llm.utils import get_trainer
+
+    config = Config(model=model_name, dataset="ml-100k", config_dict=overrides)
+    dataset, train, valid, test = prepare(config)
+    model = build_model(config, train)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    clients = trainer.setup_clients(train)
+    pop = popularity(dataset)
+    order = np.argsort(-pop)
+    popular, target = order[1:101], int(order[-200])  # a long-tail item to promote
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(len(clients), size=int(round(fraction * len(clients))), replace=False):
+        c = clients[i]
+        seq = attacker_sequence(rng, len(c.sequence), dataset.item_num, target, popular, knowledge, kind)
+        clients[i] = make_client(c.user_id, seq, model.max_seq_length, model.causal)
+    trainer.fit(train, valid, saved=True, show_progress=False, verbose=False)
+    result = trainer.evaluate(test, load_best_model=True, show_progress=False)
+    return {"hit@20": result["hit@20"], "ndcg@20": result["ndcg@20"],
+            "target_exposure@20": exposure(model, test, target)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="LUMOS")
+    parser.add_argument("--attacks", nargs="*", default=["none", "noise", "promotion"])
+    parser.add_argument("--knowledge", nargs="*", type=float, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    overrides = study_config(args.quick)
+    settings = [("none", 0.0, 0.0)] + [("noise", f, 0.0) for f in (0.1, 0.3)]
+    levels = args.knowledge or ((0.3, 0.9) if args.quick else (0.3, 0.6, 0.9))
+    settings += [("promotion", 0.1, k) for k in levels]
+    settings = [s for s in settings if s[0] in args.attacks]
+    repo, tmp = os.getcwd(), tempfile.mkdtemp()
+    os.chdir(tmp)
+    rows = []
+    for kind, fraction, knowledge in settings:
+        res = run(args.model, dict(overrides, checkpoint_dir=os.path.join(tmp, "saved")),
+                  fraction, kind, knowledge)
+        rows.append(dict({"model": args.model, "attack": kind, "attacker_fraction": fraction,
+                          "knowledge": knowledge}, **res))
+        print(rows[-1], flush=True)
+    os.chdir(repo)
+    write_results("lumos_robustness" + ("_quick" if args.quick else ""), rows, overrides)
+
+
+if __name__ == "__main__":
+    main()

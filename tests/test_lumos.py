@@ -1,0 +1,181 @@
+"""LUMOS: tri-view InfoNCE, view generators, bad input, end-to-end runs of the three models."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from federated_fixtures import TINY_FED, build, single_thread, split_fixture  # noqa: F401
+from recbole_llm.federated.losses import tri_view_infonce
+from recbole_llm.federated.views import build_view_generator
+from recbole_llm.federated.views.augment import AugmentViewGenerator
+from recbole_llm.federated.views.llm import split_titles
+from recbole_llm.federated.views.semantic import SemanticViewGenerator
+from recbole_llm.quick_start import run_recbole_llm
+
+
+split = split_fixture("LUMOS")
+
+
+def test_tri_view_infonce_matches_hand_computation():
+    anchor = torch.tensor([2.0, 0.0])  # cosine similarity ignores the norm
+    positives = torch.tensor([[1.0, 0.0], [0.0, 3.0]])  # sim 1 and 0
+    negatives = torch.tensor([[-1.0, 0.0]])  # sim -1
+    tau = 0.5
+    pos = math.exp(1 / tau) + math.exp(0 / tau)
+    neg = math.exp(-1 / tau)
+    expected = -math.log(pos / (pos + neg))
+    assert float(tri_view_infonce(anchor, positives, negatives, tau)) == pytest.approx(expected, rel=1e-6)
+    # without the counterfactual view, neg(u) counts one orthogonal view
+    no_neg = tri_view_infonce(anchor, positives, negatives[:0], tau)
+    assert float(no_neg) == pytest.approx(-math.log(pos / (pos + 1.0)), rel=1e-6)
+    # batched anchors give the per-anchor losses
+    batch = tri_view_infonce(anchor.repeat(3, 1), positives.repeat(3, 1, 1), negatives.repeat(3, 1, 1), tau)
+    assert batch.shape == (3,) and torch.allclose(batch, torch.full((3,), expected))
+
+
+def _check_views(views, sequences, n_items, max_len):
+    for tv, seq in zip(views, sequences):
+        for name in ("future", "paraphrase", "counterfactual"):
+            items = getattr(tv, name)
+            assert 1 <= len(items) <= max_len, name
+            assert all(isinstance(v, int) and 1 <= v < n_items for v in items), name
+
+
+def test_semantic_and_augment_generators_return_valid_item_ids():
+    rng = np.random.default_rng(0)
+    n_items, max_len = 60, 10
+    emb = rng.normal(size=(n_items, 8)).astype(np.float32)
+    sequences = [[1, 2, 3], list(range(5, 30)), [7]]
+    semantic = SemanticViewGenerator(emb, max_len, seed=3, future_length=4)
+    views = semantic.generate(sequences, [1, 2, 3])
+    _check_views(views, sequences, n_items, max_len)
+    assert views[0].future[:3] == [1, 2, 3] and len(views[0].future) == 7  # S_u + 4 unseen items
+    assert not set(views[0].future[3:]) & {1, 2, 3}
+    assert len(views[1].paraphrase) == max_len and len(views[1].counterfactual) == max_len
+    assert not set(views[1].counterfactual) & set(sequences[1])
+    # the future items are the unseen items nearest the recent interest
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    scores = unit @ unit[[1, 2, 3]].mean(0)
+    scores[[0, 1, 2, 3]] = -np.inf
+    assert views[0].future[3:] == np.argsort(-scores)[:4].tolist()
+    assert semantic.generate(sequences, [1, 2, 3]) == views  # per-user seeds: reproducible
+    augment = AugmentViewGenerator(n_items, max_len, seed=3)
+    aug = augment.generate(sequences, [1, 2, 3])
+    _check_views(aug, sequences, n_items, max_len)
+    assert all(set(tv.paraphrase) <= set(s) and set(tv.future) <= set(s) for tv, s in zip(aug, sequences))
+
+
+def _tiny_gpt2(path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from recbole_llm.llm.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=16, n_layer=1, n_head=2, n_positions=256,
+                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _tiny_bert(path):
+    """A tiny random text encoder (fast stand-in for MiniLM in the LLM tests)."""
+    from transformers import BertConfig, BertModel
+
+    from recbole_llm.llm.loading import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=32)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_llm_generator_end_to_end_with_a_tiny_gpt2(split, tmp_path):
+    config, dataset, train, valid, test = split
+    config["view_generator"], config["llm_path"] = "llm", _tiny_gpt2(tmp_path / "gpt2")
+    config["text_encoder"] = _tiny_bert(tmp_path / "bert")
+    config["llm_max_new_tokens"], config["llm_batch_size"] = 12, 4
+    generator = build_view_generator(config, dataset)
+    sequences = [[1, 2, 3, 4], [50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150]]
+    views = generator.generate(sequences, [1, 2])
+    _check_views(views, sequences, dataset.item_num, 10)
+    titles = generator.titles
+    toy, golden = titles.index("Toy Story"), titles.index("GoldenEye")
+    text = f"1. Toy Story\n2) GoldenEye, GoldenEye; ???\n- {titles[toy]}"
+    assert split_titles(text)[:2] == ["Toy Story", "GoldenEye"]
+    assert generator.map_to_items(text, exclude=()) == [toy, golden]  # duplicates and junk dropped
+    assert generator.map_to_items(text, exclude=[toy]) == [golden]
+    config["text_encoder"] = "minilm"
+
+
+@pytest.mark.parametrize("model", ["LUMOS", "FedSeq", "ConFedSRS"])
+def test_tiny_end_to_end_run(model, tmp_path):
+    result = run_recbole_llm(model=model, dataset="ml-100k",
+                             config_dict=dict(TINY_FED, rounds=2, checkpoint_dir=str(tmp_path)))
+    test = result["test_result"]
+    assert set(test) == {"hit@20", "ndcg@20"} and 0 <= test["ndcg@20"] <= test["hit@20"] <= 1
+    assert result["best_valid_result"] is not None
+
+
+def test_lumos_with_llm_views_and_ablation_runs(tmp_path):
+    result = run_recbole_llm(model="LUMOS", dataset="ml-100k", config_dict=dict(
+        TINY_FED, client_fraction=0.005, view_generator="llm", llm_path=_tiny_gpt2(tmp_path / "g"),
+        llm_max_new_tokens=6, lumos_views=["future", "paraphrase"], text_encoder=_tiny_bert(tmp_path / "b"),
+        checkpoint_dir=str(tmp_path)))
+    assert 0 <= result["test_result"]["hit@20"] <= 1
+
+
+def test_cli_runs_lumos(monkeypatch, capsys):
+    import run_recbole_llm as cli
+
+    args = ["run_recbole_llm.py", "--model=LUMOS", "--dataset=ml-100k", "--rounds=1", "--local_epochs=1"]
+    args += [f"--{k}={v}" for k, v in TINY_FED.items() if k not in ("rounds", "local_epochs", "metrics", "topk")]
+    monkeypatch.setattr("sys.argv", args)
+    assert cli.main(args[1:]) == 0
+    assert "test result" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("cl_weight", -0.1, "cl_weight"), ("cl_weight", float("nan"), "cl_weight"),
+    ("cl_temperature", 0.0, "cl_temperature"), ("client_fraction", 0.0001, "selects no client"),
+    ("client_fraction", 0.0, "client_fraction"), ("lumos_views", ["counterfactual"], "positive view"),
+])
+def test_bad_settings_are_refused_before_training(split, key, value, message):
+    config, dataset, train, valid, test = split
+    old = config[key]
+    try:
+        with pytest.raises(ValueError, match=message):
+            build(config, train, **{key: value})
+    finally:
+        config[key] = old
+
+
+def test_missing_llm_is_refused(split, tmp_path):
+    from recbole_llm.llm.loading import LLMNotFoundError
+
+    config, dataset, train, valid, test = split
+    with pytest.raises(LLMNotFoundError):
+        build(config, train, view_generator="llm", cl_weight=0.1, llm_path=str(tmp_path / "nope"))
+    with pytest.raises(LLMNotFoundError):
+        build(config, train, view_generator="llm", llm_path=None)
+    config["view_generator"] = "semantic"
+
+
+def test_dataset_without_item_text_is_refused(tmp_path):
+    from recbole_llm.llm.item_text import MissingItemTextError
+
+    root = tmp_path / "toy"
+    root.mkdir()
+    lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+    lines += [f"{u}\t{(u * 7 + t) % 30 + 1}\t{t}" for u in range(1, 21) for t in range(8)]
+    (root / "toy.inter").write_text("\n".join(lines) + "\n")
+    config = dict(TINY_FED, data_path=str(tmp_path), load_col=None, checkpoint_dir=str(tmp_path / "saved"))
+    with pytest.raises(MissingItemTextError, match="item"):
+        run_recbole_llm(model="LUMOS", dataset="toy", config_dict=config)
+    # the augment and none generators need no text
+    result = run_recbole_llm(model="ConFedSRS", dataset="toy", config_dict=dict(config, client_fraction=0.2))
+    assert result["test_result"] is not None
