@@ -71,7 +71,8 @@ def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth
 
     ``user_mask`` marks the real users (e.g. not RecBole's padding id 0); the
     others are never anchors and get weight 0.  Warns when the test bandwidth
-    covers no user: every user then falls back to the global model.
+    leaves every community with at most its anchor (everyone falls back to the
+    global model).
     """
     test_bandwidth = train_bandwidth if test_bandwidth is None else test_bandwidth
     user_embeddings = np.asarray(user_embeddings, dtype=np.float32)
@@ -97,10 +98,11 @@ def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth
         item_members = scaled_arccos_distance(cos) < item_bw
     communities = Communities(anchors, train_w, test_w, item_members, anchor_coverage)
     stats = communities.stats(mask)
-    if stats["coverage"] == 0.0:
+    if max(stats["users_per_community_test"]) <= 1:
         warnings.warn(
-            f"L3Rec: test bandwidth h={test_bandwidth} puts no user in any community; "
-            "every user falls back to the global model (raise bandwidth)", RuntimeWarning)
+            f"L3Rec: bandwidth h={test_bandwidth} is so small that no community holds a user "
+            "besides its anchor; such communities are too small to train and their users fall "
+            "back to the global model (raise bandwidth)", RuntimeWarning)
     log_community_table(stats)
     return communities
 

@@ -1,0 +1,106 @@
+"""L3Rec end to end on a slice of ml-100k (tiny SASRec local models, q = 2, 1 epoch)."""
+import warnings
+
+import pytest
+import torch
+from recbole.trainer import Trainer
+
+from recbole_llm.community.local_models import train_local_models
+from recbole_llm.config import Config
+from recbole_llm.quick_start import build_model, load_data_and_model, prepare, run_recbole_llm
+from recbole_llm.trainer import L3RecTrainer
+
+TINY_L3REC = {
+    "num_local_models": 2,
+    "local_epochs": 1,
+    "global_epochs": 1,
+    "local_config": {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1},
+    "global_config": {"mlp_hidden_size": [32], "latent_dimension": 16},
+    "MAX_ITEM_LIST_LENGTH": 10,
+    "user_inter_num_interval": "[10,30]",  # 214 users, ~5k interactions
+    "train_batch_size": 512,
+    "eval_batch_size": 4096,
+    "show_progress": False,
+    "state": "WARNING",
+    "seed": 2020,
+}
+
+
+@pytest.fixture
+def tiny_l3rec(tmp_path):
+    return dict(TINY_L3REC, checkpoint_dir=str(tmp_path / "saved"))
+
+
+def build(config_dict):
+    config = Config(model="L3Rec", dataset="ml-100k", config_dict=config_dict)
+    _, train, valid, test = prepare(config)
+    model = build_model(config, train)
+    return config, model, train, valid, test
+
+
+def test_end_to_end_reload_and_every_fusion(tiny_l3rec):
+    result = run_recbole_llm(model="L3Rec", dataset="ml-100k", config_dict=tiny_l3rec, saved=True)
+    test = result["test_result"]
+    assert set(test) == {f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)}
+    for k in (5, 10, 20):
+        assert 0.0 <= test[f"ndcg@{k}"] <= test[f"hit@{k}"] <= 1.0
+    assert test["hit@20"] > 0.0
+
+    config, model, dataset, train, valid, test_data = load_data_and_model(result["saved_model_file"])
+    assert bool(model.local_trained.all()) and model.test_weights.sum() > 0
+    again = Trainer(config, model).evaluate(test_data, load_best_model=False)
+    assert dict(again) == pytest.approx(dict(test), abs=1e-4)  # the checkpoint holds everything
+
+    L3RecTrainer(config, model).measure_valid_ndcg(valid)
+    members = model.test_weights > 0
+    assert (model.valid_ndcg[~members] == 0).all() and (model.valid_ndcg[members] > 0).any()
+    for fusion in ("count", "rrf", "wrrf_cf", "wrrf_valid"):
+        model.fusion = fusion
+        scores = Trainer(config, model).evaluate(test_data, load_best_model=False)
+        assert 0.0 < scores["hit@20"] <= 1.0, fusion
+
+
+def test_tiny_bandwidth_skips_communities_and_falls_back_to_global(tiny_l3rec):
+    config, model, train, valid, _ = build(dict(tiny_l3rec, bandwidth=1e-3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        L3RecTrainer(config, model).fit(train, valid, saved=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "besides its anchor" in messages and "is skipped" in messages
+    assert not model.local_trained.any()
+    batch = next(iter(valid))[0]
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.full_sort_predict(batch),
+                                   model.global_scores(batch[model.USER_ID]))
+
+
+def test_item_communities_refused_for_sequential_local_models(tiny_l3rec):
+    with pytest.raises(ValueError, match="top-N local models only"):
+        build(dict(tiny_l3rec, item_communities=True))
+
+
+def test_bad_fusion_and_list_length_are_caught_before_training(tiny_l3rec):
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        build(dict(tiny_l3rec, fusion="borda"))
+    with pytest.raises(ValueError, match="fusion_list_length"):
+        build(dict(tiny_l3rec, fusion_list_length=10))
+
+
+def test_parallel_process_and_ray_train_the_same_local_models(tiny_l3rec):
+    config, model, train, _, _ = build(tiny_l3rec)
+    users = torch.arange(1, model.n_users)
+    model.train_weights[0, users[::2]] = 1.0  # two hand-made communities
+    model.train_weights[1, users[1::2]] = 1.0
+    tasks = L3RecTrainer(config, model).local_tasks(train)
+    assert [len(t.dataset) for t in tasks] == [
+        int(torch.isin(train._dataset.inter_feat["user_id"], users[j::2]).sum()) for j in (0, 1)]
+    reference = train_local_models(tasks, "none")
+    for mode in ("process", "ray"):
+        results = train_local_models(L3RecTrainer(config, model).local_tasks(train), mode, workers=2)
+        for ref, got in zip(reference, results):
+            assert ref["index"] == got["index"]
+            for key, value in ref["state_dict"].items():
+                torch.testing.assert_close(got["state_dict"][key], value, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="parallel"):
+        train_local_models(tasks, "threads")
