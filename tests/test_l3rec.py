@@ -104,3 +104,27 @@ def test_parallel_process_and_ray_train_the_same_local_models(tiny_l3rec):
                 torch.testing.assert_close(got["state_dict"][key], value, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="parallel"):
         train_local_models(tasks, "threads")
+
+
+def test_top_n_variant_with_item_communities(tiny_l3rec):
+    cfg = {k: v for k, v in tiny_l3rec.items() if k not in ("local_config", "MAX_ITEM_LIST_LENGTH")}
+    cfg.update(item_communities=True, item_bandwidth=0.6, local_epochs=1,
+               local_config={"embedding_size": 16})
+    config = Config(model="L3RecTopN", dataset="ml-100k", config_dict=cfg)
+    _, train, valid, test = prepare(config)
+    model = build_model(config, train)
+    L3RecTrainer(config, model).fit(train, valid, saved=False)
+    assert model.local_trained.any()
+    assert not model.item_members.all()  # some items are outside some communities
+    batch, _, _, _ = next(iter(test))
+    model.eval()
+    with torch.no_grad():
+        ranked = model.local_rank_lists(batch, model.affinity(batch["user_id"]))
+    history = model.history_item_id[batch["user_id"]]
+    for j in range(model.num_local_models):
+        listed = ranked[:, j]
+        assert model.item_members[j, listed[listed >= 0]].all()  # only community items
+        for row in range(len(batch)):  # never the user's own training items
+            assert not set(listed[row].tolist()) & (set(history[row].tolist()) - {0})
+    result = Trainer(config, model).evaluate(test, load_best_model=False)
+    assert 0.0 <= result["ndcg@10"] <= result["hit@10"] <= 1.0

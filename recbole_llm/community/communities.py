@@ -66,13 +66,14 @@ class Communities:
 def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth=None,
                          kernel="epanechnikov", knn_neighbors=100, faiss_device="auto",
                          user_mask=None, item_embeddings=None, item_bandwidth=None,
-                         knn_index="flat"):
+                         knn_index="flat", **knn_options):
     """Anchors, kernel weights and optional item sets: a :class:`Communities`.
 
     ``user_mask`` marks the real users (e.g. not RecBole's padding id 0); the
     others are never anchors and get weight 0.  Warns when the test bandwidth
     leaves every community with at most its anchor (everyone falls back to the
-    global model).
+    global model).  ``knn_options`` (``nlist``, ``nprobe``, ``gpu_id``) go to
+    :func:`~recbole_llm.community.knn.knn_search`.
     """
     test_bandwidth = train_bandwidth if test_bandwidth is None else test_bandwidth
     user_embeddings = np.asarray(user_embeddings, dtype=np.float32)
@@ -82,7 +83,8 @@ def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth
     if q > len(real):
         raise ValueError(f"num_local_models q={q} exceeds the number of users ({len(real)})")
     emb = user_embeddings[real]
-    dist, idx = knn_search(emb, knn_neighbors, faiss_device=faiss_device, index=knn_index)
+    dist, idx = knn_search(emb, knn_neighbors, faiss_device=faiss_device, index=knn_index,
+                           **knn_options)
     local_anchors, anchor_coverage = greedy_coverage_anchors(
         coverage_graph(dist, idx, test_bandwidth), q)
     anchor_dist = anchor_distances(emb, local_anchors)  # (q, n_real)

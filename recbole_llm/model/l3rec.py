@@ -108,6 +108,9 @@ class L3Rec(SequentialRecommender):
         self.register_buffer("item_members", torch.ones(q, self.n_items, dtype=torch.bool))
         self.register_buffer("local_trained", torch.zeros(q, dtype=torch.bool))
         self.register_buffer("valid_ndcg", torch.zeros(q, self.n_users))
+        if self.type == ModelType.GENERAL:  # top-N: local lists skip the user's training items
+            history, _, _ = dataset.history_item_matrix()
+            self.register_buffer("history_item_id", history.long(), persistent=False)
 
     def _check_config(self, config):
         if self.num_local_models < 1:
@@ -130,6 +133,9 @@ class L3Rec(SequentialRecommender):
 
     def _check_local_config(self, config):
         local_type = self.local_config["MODEL_TYPE"]
+        if self.type == ModelType.GENERAL and local_type != ModelType.GENERAL:
+            raise ValueError(f"{type(self).__name__} (top-N) needs a general local_model such as "
+                             f"BPR, got {config['local_model']} ({local_type.name}); use L3Rec")
         if config["item_communities"] and local_type == ModelType.SEQUENTIAL:
             raise ValueError(
                 "item_communities (user-and-item assignment) is for top-N local models only: it "
@@ -160,8 +166,11 @@ class L3Rec(SequentialRecommender):
         return self.test_weights[:, users].T * self.local_trained[None, :]
 
     def local_scores(self, j, interaction):
-        """Full-ranking scores of local model ``j`` (padding and non-community items at -inf)."""
+        """Full-ranking scores of local model ``j`` (padding, non-community items and, for
+        top-N, the user's training items at -inf)."""
         scores = self.local_models[j].full_sort_predict(interaction).view(len(interaction), -1).clone()
+        if self.type == ModelType.GENERAL:
+            scores.scatter_(1, self.history_item_id[interaction[self.USER_ID]], float("-inf"))
         scores[:, 0] = float("-inf")
         return scores.masked_fill(~self.item_members[j], float("-inf"))
 

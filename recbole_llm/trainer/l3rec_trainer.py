@@ -119,20 +119,26 @@ class L3RecTrainer(Trainer):
 
     @torch.no_grad()
     def measure_valid_ndcg(self, valid_data):
-        """Step 4: NDCG@5 of each local model on each of its users' validation item."""
+        """Step 4: NDCG@5 of each local model on each of its users' validation item(s)."""
         model = self.model
         model.eval()
         model.valid_ndcg.zero_()
-        for interaction, _, _, positive_i in valid_data:
+        for interaction, _, positive_u, positive_i in valid_data:
             interaction = interaction.to(self.device)
+            positive_u, positive_i = positive_u.to(self.device), positive_i.to(self.device)
             users = interaction[model.USER_ID]
             affinity = model.affinity(users)
             for j in range(model.num_local_models):
                 rows = torch.nonzero(affinity[:, j] > 0).squeeze(1)
                 if len(rows) == 0:
                     continue
-                scores = model.local_scores(j, interaction[rows])
-                target = scores.gather(1, positive_i.to(self.device)[rows].view(-1, 1))
-                rank = (scores > target).sum(1) + 1
+                scores = torch.full((len(users), model.n_items), float("-inf"), device=self.device)
+                scores[rows] = model.local_scores(j, interaction[rows])
+                keep = affinity[positive_u, j] > 0
+                pos_u, pos_i = positive_u[keep], positive_i[keep]
+                rank = (scores[pos_u] > scores[pos_u, pos_i][:, None]).sum(1) + 1
                 ndcg = (rank <= VALID_NDCG_CUTOFF) / torch.log2(rank.float() + 1)
-                model.valid_ndcg[j, users[rows]] = ndcg.float()
+                total = torch.zeros(len(users), device=self.device).index_add_(0, pos_u, ndcg.float())
+                count = torch.zeros(len(users), device=self.device).index_add_(
+                    0, pos_u, torch.ones_like(ndcg, dtype=torch.float))
+                model.valid_ndcg[j, users[rows]] = (total / count.clamp_min(1))[rows]
