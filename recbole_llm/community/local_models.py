@@ -1,9 +1,12 @@
 """Training L³Rec's local models, one per community, possibly in parallel (paper §4.2).
 
-Each local model is any RecBole model, built on its community's slice of the
-training set (``dataset.copy`` of the filtered ``inter_feat``: user and item ids
-stay global, so every local model scores the same item catalogue and the
-scores line up at fusion) and trained by RecBole's own trainer.
+Each local model is any RecBole model, built by L3Rec on the whole training
+set (so whatever a model derives from its dataset at construction, e.g. an
+item indexing, is the same for every community and for a reloaded
+checkpoint), then trained by RecBole's own trainer on its community's slice
+of the training set only (``dataset.copy`` of the filtered ``inter_feat``:
+user and item ids stay global, so every local model scores the same item
+catalogue and the scores line up at fusion).
 
 The paper's local objective (eq. 3) is an unweighted sum over the community's
 interactions, and RecBole models return a batch-mean loss with no per-sample
@@ -42,6 +45,7 @@ class LocalTask:
     """Everything a worker needs to train local model ``index``: plain picklable objects."""
 
     index: int
+    model: Any  # the untrained local model (trained in place when parallel is none)
     config: Any  # recbole_llm Config of the local model
     dataset: Any  # the community's training rows (a RecBole Dataset)
     sampler: Any  # RecBole's train sampler (None when the loss needs no negatives)
@@ -50,24 +54,32 @@ class LocalTask:
 
 
 def train_local_model(task):
-    """Build, seed and train one local model with RecBole's trainer; returns its weights.
+    """Seed and train one local model with RecBole's trainer; returns its weights.
 
     Returns ``{"index", "state_dict" (CPU tensors), "seconds", "rows"}``.
     """
+    start = time.perf_counter()
+    threads_before = torch.get_num_threads()
+    if task.num_threads:
+        torch.set_num_threads(task.num_threads)
+    try:
+        return _train(task, start)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(task, start):
     from recbole.data.utils import get_dataloader
     from recbole.utils import init_seed
 
     from recbole_llm.compat import import_recbole_models, set_anomaly_detection
-    from recbole_llm.utils import get_model, get_trainer
+    from recbole_llm.utils import get_trainer
 
-    start = time.perf_counter()
-    if task.num_threads:
-        torch.set_num_threads(task.num_threads)
     import_recbole_models()
     set_anomaly_detection(task.config["detect_anomaly"])
     config = task.config
     init_seed(task.seed, config["reproducibility"])
-    model = get_model(config["model"])(config, task.dataset).to(config["device"])
+    model = task.model.to(config["device"])
     loader = get_dataloader(config, "train")(config, task.dataset, task.sampler, shuffle=True)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.fit(loader, None, verbose=False, saved=False, show_progress=False)

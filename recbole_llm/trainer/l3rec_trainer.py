@@ -98,8 +98,8 @@ class L3RecTrainer(Trainer):
             if config["item_communities"]:
                 items = torch.nonzero(model.item_members[j]).squeeze(1).cpu().numpy()
             subset = community_dataset(train_data._dataset, users, items)
-            tasks.append(LocalTask(j, model.local_config, subset, train_data._sampler,
-                                   seed=int(config["seed"]) + j))
+            tasks.append(LocalTask(j, model.local_models[j], model.local_config, subset,
+                                   train_data._sampler, seed=int(config["seed"]) + j))
         return tasks
 
     def train_local_models(self, train_data):
