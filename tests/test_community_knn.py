@@ -61,6 +61,42 @@ def test_faiss_device_selection():
         resolve_faiss_device("cuda", _fake_faiss(1))
 
 
+def test_gpu_index_is_built_only_when_a_gpu_build_sees_a_gpu(monkeypatch):
+    import faiss
+
+    import recbole_llm.community.knn as knn
+
+    moved = []
+
+    class GpuFaiss:  # the real CPU FAISS, posing as a GPU build that sees `gpus` GPUs
+        def __init__(self, gpus):
+            self.gpus = gpus
+
+        def __getattr__(self, name):
+            return getattr(faiss, name)
+
+        def get_num_gpus(self):
+            return self.gpus
+
+        StandardGpuResources = object
+
+        def index_cpu_to_gpu(self, resources, gpu_id, index):
+            moved.append(gpu_id)
+            return index
+
+    x = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32)
+    monkeypatch.setattr(knn, "import_faiss", lambda: GpuFaiss(1))
+    monkeypatch.setattr(knn, "_GPU_RESOURCES", {})
+    _, gpu_idx = knn.knn_search(x, 5, faiss_device="auto", gpu_id=0)
+    assert moved == [0]
+    knn.knn_search(x, 5, faiss_device="cpu")
+    assert moved == [0]  # cpu asked: not moved
+    monkeypatch.setattr(knn, "import_faiss", lambda: GpuFaiss(0))
+    _, cpu_idx = knn.knn_search(x, 5, faiss_device="auto")
+    assert moved == [0]  # no GPU seen: not moved
+    np.testing.assert_array_equal(gpu_idx, cpu_idx)
+
+
 def test_missing_faiss_gives_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)
     with pytest.raises(ImportError, match="pip install faiss-cpu"):

@@ -77,6 +77,16 @@ def anchor_distances(embeddings, anchors):
     return scaled_arccos_distance(unit[np.asarray(anchors)] @ unit.T)
 
 
+_GPU_RESOURCES = {}
+
+
+def _gpu_resources(faiss, gpu_id):
+    """One ``StandardGpuResources`` per GPU, kept for the process (it owns the GPU memory pool)."""
+    if gpu_id not in _GPU_RESOURCES:
+        _GPU_RESOURCES[gpu_id] = faiss.StandardGpuResources()
+    return _GPU_RESOURCES[gpu_id]
+
+
 def build_index(unit, faiss_device="auto", index="flat", nlist=1024, nprobe=64, gpu_id=0):
     """A FAISS inner-product index over the unit rows ``unit`` (flat = exact, ivf = approximate)."""
     if index not in KNN_INDEXES:
@@ -90,9 +100,7 @@ def build_index(unit, faiss_device="auto", index="flat", nlist=1024, nprobe=64, 
         quantizer = faiss.IndexFlatIP(dim)
         cpu_index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), faiss.METRIC_INNER_PRODUCT)
     if device == "gpu":
-        resources = faiss.StandardGpuResources()
-        built = faiss.index_cpu_to_gpu(resources, int(gpu_id), cpu_index)
-        built.resources = resources  # keep the GPU memory pool alive with the index
+        built = faiss.index_cpu_to_gpu(_gpu_resources(faiss, int(gpu_id)), int(gpu_id), cpu_index)
     else:
         built = cpu_index
     if index == "ivf":
