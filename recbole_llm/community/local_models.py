@@ -83,7 +83,7 @@ def _train(task, start):
     loader = get_dataloader(config, "train")(config, task.dataset, task.sampler, shuffle=True)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     trainer.fit(loader, None, verbose=False, saved=False, show_progress=False)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return {"index": task.index, "state_dict": state,
             "seconds": time.perf_counter() - start, "rows": len(task.dataset)}
 

@@ -34,9 +34,11 @@ from recbole_llm.community.local_models import PARALLEL_MODES
 from recbole_llm.config import Config
 from recbole_llm.utils import get_model
 
-# RecBole parameter groups shared by L3Rec and the global/local models' configs.
-_SHARED_GROUPS = ("General", "Training", "Evaluation", "Dataset")
-_NOT_SHARED = {"epochs", "train_neg_sample_args", "config_file", "model", "dataset"}
+# RecBole parameter groups that L3Rec passes to the global/local models' configs: data,
+# split and evaluation must be identical; training settings only where the user set them,
+# so that each sub-model's own yaml (e.g. POD's learning rate) applies otherwise.
+_SHARED_GROUPS = ("General", "Evaluation", "Dataset")
+_NOT_SHARED = {"epochs", "config_file", "model", "dataset"}
 
 
 @contextlib.contextmanager
@@ -51,14 +53,15 @@ def _without_command_line():
 
 
 def sub_model_config(config, model_name, overrides=None, epochs=None):
-    """Config of a local or global model: L3Rec's data/training/eval settings + ``overrides``."""
+    """Config of a local or global model: L3Rec's data/eval settings, the training settings
+    the user gave, then ``overrides`` (``local_config`` / ``global_config``)."""
     shared = {}
     for group in _SHARED_GROUPS:
         for key in config.parameters.get(group, []):
             if key not in _NOT_SHARED and key in config.final_config_dict:
                 shared[key] = config.final_config_dict[key]
-    for key in ("train_neg_sample_args", "detect_anomaly"):
-        if key in config.external_config_dict:
+    for key in config.parameters.get("Training", []) + ["detect_anomaly"]:
+        if key in config.external_config_dict and key not in _NOT_SHARED:
             shared[key] = config.external_config_dict[key]
     shared.update(overrides or {})
     if epochs is not None:
