@@ -68,7 +68,7 @@ def worker(spec):
     """One measured run in this (fresh) process; prints a JSON line."""
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     from recbole_llm.community.communities import discover_communities
     from recbole_llm.community.knn import import_faiss, knn_search
 
@@ -113,9 +113,11 @@ def worker(spec):
     print(json.dumps(dict(seconds=seconds, peak_rss_mb=peak, data_rss_mb=rss_data, **extra)))
 
 
-def run_worker(spec):
+def run_worker(spec, threads):
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,6 +137,8 @@ def main():
     parser.add_argument("--h", type=float, default=1.0)
     parser.add_argument("--nlist", type=int, default=4096)
     parser.add_argument("--nprobe", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP threads of FAISS and numpy (1: no spin-waiting on shared cores)")
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -147,8 +151,8 @@ def main():
     for n in sizes:
         base = {"n": n, "k": args.k}
         if n <= 200_000:
-            f = run_worker(dict(base, method="faiss", index="flat", save=f"{tmp}/faiss_{n}.npy"))
-            m = run_worker(dict(base, method="numpy", save=f"{tmp}/numpy_{n}.npy"))
+            f = run_worker(dict(base, method="faiss", index="flat", save=f"{tmp}/faiss_{n}.npy"), args.threads)
+            m = run_worker(dict(base, method="numpy", save=f"{tmp}/numpy_{n}.npy"), args.threads)
             same = agreement(np.load(f"{tmp}/faiss_{n}.npy"), np.load(f"{tmp}/numpy_{n}.npy"))
             rows.append(dict(users=n, method="faiss exact (IndexFlatIP)", seconds=f["seconds"],
                              peak_rss_mb=f["peak_rss_mb"], speedup_vs_numpy=m["seconds"] / f["seconds"],
@@ -157,8 +161,8 @@ def main():
                              peak_rss_mb=m["peak_rss_mb"], speedup_vs_numpy=1.0, same_neighbours=same))
         else:
             e = run_worker(dict(base, method="faiss", index="ivf", end_to_end=True, q=args.q, h=args.h,
-                                nlist=args.nlist, nprobe=args.nprobe, recall_queries=2000))
-            m = run_worker(dict(base, method="numpy", query_slice=5000))
+                                nlist=args.nlist, nprobe=args.nprobe, recall_queries=2000), args.threads)
+            m = run_worker(dict(base, method="numpy", query_slice=5000), args.threads)
             rows.append(dict(users=n, method=f"end to end: faiss IVF{args.nlist} nprobe {args.nprobe} "
                              f"+ anchors (q={args.q}) + kernels", seconds=e["seconds"],
                              peak_rss_mb=e["peak_rss_mb"], speedup_vs_numpy=m["seconds"] / e["seconds"],

@@ -73,12 +73,17 @@ def run_seed(seed, args, base):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: no spin-waiting on shared cores)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[2020, 2021, 2022])
     parser.add_argument("--qs", type=int, nargs="*", default=[1, 5, 10, 20])
     parser.add_argument("--bandwidth", type=float, default=1.0)
     parser.add_argument("--local-epochs", type=int, default=None)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config keys
+    import torch
+
+    torch.set_num_threads(args.threads)
     from benchmarks.common import mean_std, write_results
 
     base = {
@@ -104,7 +109,10 @@ def main():
         sel = [r for r in all_rows if r["method"] == method]
         table.append(dict(method=method, seeds=len(sel),
                           **{m: mean_std(r[m] for r in sel) for m in METRICS}))
-    write_results("l3rec_accuracy" + ("_quick" if args.quick else ""), table,
+    name = "l3rec_accuracy" + ("_quick" if args.quick else "")
+    if args.bandwidth != 1.0:
+        name += f"_h{args.bandwidth:g}"
+    write_results(name, table,
                   dict(vars(args), base=base), extra={"per_seed": per_seed, "raw_rows": all_rows})
 
 

@@ -19,12 +19,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: no spin-waiting on shared cores)")
     parser.add_argument("--q", type=int, default=None)
     parser.add_argument("--local-epochs", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--modes", nargs="*", default=["none", "process", "ray"])
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config keys
+    import torch
+
+    torch.set_num_threads(args.threads)
     from benchmarks.common import write_results
     from recbole_llm.community.local_models import train_local_models
     from recbole_llm.config import Config
