@@ -10,6 +10,7 @@ from recbole_llm.community.local_models import train_local_models
 from recbole_llm.config import Config
 from recbole_llm.quick_start import build_model, load_data_and_model, prepare, run_recbole_llm
 from recbole_llm.trainer import L3RecTrainer
+from tests.test_pod import one_thread  # noqa: F401  (autouse: one torch thread, no spin-waiting)
 
 TINY_L3REC = {
     "num_local_models": 2,
@@ -25,15 +26,6 @@ TINY_L3REC = {
     "state": "WARNING",
     "seed": 2020,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one torch thread avoids spin-waiting on shared cores (~10x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
