@@ -116,8 +116,9 @@ class L3Rec(SequentialRecommender):
             self.register_buffer("history_item_id", history.long(), persistent=False)
 
     def _check_config(self, config):
-        if self.num_local_models < 1:
-            raise ValueError(f"num_local_models (q) must be >= 1, got {self.num_local_models}")
+        if not 1 <= self.num_local_models < self.n_users:
+            raise ValueError(f"num_local_models (q) must be between 1 and the number of users "
+                             f"({self.n_users - 1}), got {self.num_local_models}")
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if config["kernel"] not in KERNELS:
