@@ -91,9 +91,16 @@ def get_model(model_name):
 
 
 def get_trainer(model_type, model_name):
-    """Trainer class for a model: ``recbole_llm.trainer.<Model>Trainer``, else RecBole's."""
+    """Trainer class for a model: ``recbole_llm.trainer.<Model>Trainer`` (or that of the
+    nearest base class that has one), else RecBole's."""
     trainers = importlib.import_module("recbole_llm.trainer")
-    trainer = getattr(trainers, f"{model_name}Trainer", None)
+    names = [model_name]
+    try:  # a subclass of a plug-in model inherits its trainer (e.g. L3RecTopN -> L3RecTrainer)
+        names += [base.__name__ for base in get_model(model_name).__mro__[1:]]
+    except ValueError:
+        pass
+    trainer = next((getattr(trainers, f"{name}Trainer") for name in names
+                    if hasattr(trainers, f"{name}Trainer")), None)
     if trainer is None:
         trainer = recbole_get_trainer(model_type, model_name)
     return with_safe_checkpoints(trainer)

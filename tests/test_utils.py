@@ -54,3 +54,10 @@ def test_get_trainer_fallback_and_plugin(monkeypatch):
     assert issubclass(t2, FooTrainer) and issubclass(t2, SafeCheckpointMixin)
     kg = get_trainer(ModelType.KNOWLEDGE, "CKE")
     assert kg.__name__ == "KGTrainer"
+
+
+def test_plugin_model_subclass_inherits_plugin_trainer():
+    from recbole_llm.trainer import L3RecTrainer
+
+    assert issubclass(get_trainer(ModelType.SEQUENTIAL, "L3RecTopN"), L3RecTrainer)
+    assert issubclass(get_trainer(ModelType.SEQUENTIAL, "LUMOS"), recbole_llm.trainer.LUMOSTrainer)
