@@ -14,6 +14,11 @@ the break it mends:
   which roughly doubles the cost of every backward pass in the process.  We
   import RecBole's models once, then restore anomaly detection to the value
   asked for by config key ``detect_anomaly`` (default False).
+* ``restore_dok_update`` -- RecBole's graph models (LightGCN, NGCF, SpectralCF,
+  GCMC, NCL, KGIN, MCCLK) fill their adjacency with ``dok_matrix._update``, a
+  private SciPy method that SciPy>=1.12 removed, so they fail at construction.
+  We give ``dok_matrix`` back that one method (a bulk ``dict.update`` of
+  ``(row, col) -> value`` entries, what RecBole passes).
 """
 import enum
 import importlib
@@ -40,6 +45,20 @@ def import_recbole_models():
                 "context_aware_recommender", "knowledge_aware_recommender"):
         importlib.import_module("recbole.model." + sub)
     set_anomaly_detection(before)
+
+
+def restore_dok_update():
+    """Give ``scipy.sparse.dok_matrix`` the ``_update`` method RecBole's graph models call."""
+    import scipy.sparse as sp
+
+    if hasattr(sp.dok_matrix, "_update"):
+        return
+
+    def _update(self, entries):
+        store = getattr(self, "_dict", None)
+        (store if store is not None else super(sp.dok_matrix, self)).update(entries)
+
+    sp.dok_matrix._update = _update
 
 
 def _primitive(value):

@@ -65,3 +65,27 @@ def test_detect_anomaly_can_be_turned_on_by_config(tiny_seq_config):
         torch.autograd.set_detect_anomaly(False)
     prepare(Config("SASRec", "ml-100k", config_dict=tiny_seq_config))
     assert not torch.is_anomaly_enabled()
+
+
+def test_recbole_graph_models_need_dok_update_which_scipy_removed(tiny_seq_config):
+    # the break: RecBole's LightGCN calls dok_matrix._update, gone from SciPy>=1.12
+    out = subprocess.run([sys.executable, "-c", "import scipy.sparse as sp; print(hasattr(sp.dok_matrix, '_update'))"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+    import numpy as np
+    from recbole_llm.quick_start import run_recbole_llm
+
+    config = Config("LightGCN", "ml-100k", config_dict=dict(tiny_seq_config, embedding_size=8, n_layers=1))
+    _, train, _, _ = prepare(config)
+    model = build_model(config, train)        # fails without the fix
+    adj = model.norm_adj_matrix.to_dense().numpy()
+    inter = train._dataset.inter_matrix(form="coo").astype(np.float32)
+    n_u, n_i = inter.shape
+    full = np.zeros((n_u + n_i, n_u + n_i), dtype=np.float32)
+    full[:n_u, n_u:] = (inter.toarray() > 0)
+    full[n_u:, :n_u] = full[:n_u, n_u:].T
+    d = 1.0 / np.sqrt(full.sum(1) + 1e-7)
+    np.testing.assert_allclose(adj, d[:, None] * full * d[None, :], rtol=1e-5, atol=1e-7)
+    result = run_recbole_llm("LightGCN", "ml-100k", config_dict=dict(tiny_seq_config, embedding_size=8,
+                                                                     n_layers=1), saved=False)
+    assert 0.0 < result["test_result"]["hit@20"] <= 1.0
