@@ -1,7 +1,6 @@
-"""User/item embeddings of L3Rec's global CF model: MultiVAE and BPR (paper §4.1).
+"""User/item embeddings of L3Rec's global CF model: MultiVAE, BPR, LightGCN (paper §4.1).
 
-(RecBole 1.2.1's LightGCN cannot be built on this stack: its adjacency code calls
-``dok_matrix._update``, which the pinned SciPy no longer has.)"""
+(LightGCN builds only thanks to ``recbole_llm.compat.restore_dok_update``.)"""
 import numpy as np
 import pytest
 import torch
@@ -40,6 +39,16 @@ def test_bpr_embedding_tables():
     users, items = cf_user_item_embeddings(model)
     np.testing.assert_allclose(users, model.user_embedding.weight.detach().numpy())
     np.testing.assert_allclose(items, model.item_embedding.weight.detach().numpy())
+
+
+def test_lightgcn_propagated_embeddings():
+    model = built("LightGCN")
+    users, items = cf_user_item_embeddings(model)
+    with torch.no_grad():
+        u, i = model.forward()
+    np.testing.assert_allclose(users, u.numpy(), atol=1e-6)
+    np.testing.assert_allclose(items, i.numpy(), atol=1e-6)
+    assert users.shape == (model.n_users, 8)
 
 
 def test_model_without_embeddings_is_refused():
