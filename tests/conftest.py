@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs in its own temporary directory (RecBole
 writes ./log, ./saved and ./log_tensorboard to the working directory)."""
 import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +35,14 @@ TINY_SEQ = {
 def tiny_seq_config(tmp_path):
     """A tiny sequential config (seconds per epoch on ml-100k, 2 CPU cores)."""
     return dict(TINY_SEQ, checkpoint_dir=str(tmp_path / "saved"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module on one torch thread: its ops are tiny, and on 2 shared cores
+    OpenMP spin-waiting made them up to 100x slower. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

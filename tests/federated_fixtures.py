@@ -36,15 +36,6 @@ def build(config, train, **overrides):
     return get_model(config["model"])(config, train.dataset)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Run a module on one torch thread (2 shared cores: OpenMP spinning costs 100x on tiny ops)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def split_fixture(model):
     """A module-scoped fixture: :func:`tiny_split` of ``model``, built once per test module."""
 

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from federated_fixtures import build, single_thread, split_fixture  # noqa: F401
+from federated_fixtures import build, split_fixture  # noqa: F401
+
 from recbole_llm.federated.client_data import (build_clients, causal_windows, make_client,
                                                training_sequences)
 from recbole_llm.federated.client_update import (LocalTrainingSpec, SequentialEngine,
@@ -12,6 +13,8 @@ from recbole_llm.federated.server import FedAvgServer, ParameterUpdate
 from recbole_llm.federated.vectorized import VectorizedEngine
 from recbole_llm.federated.views import prepare_views
 from recbole_llm.federated.views.augment import AugmentViewGenerator
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 split = split_fixture("FedSeq")

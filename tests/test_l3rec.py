@@ -10,7 +10,8 @@ from recbole_llm.community.local_models import train_local_models
 from recbole_llm.config import Config
 from recbole_llm.quick_start import build_model, load_data_and_model, prepare, run_recbole_llm
 from recbole_llm.trainer import L3RecTrainer
-from tests.test_pod import one_thread  # noqa: F401  (autouse: one torch thread, no spin-waiting)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_L3REC = {
     "num_local_models": 2,

@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from federated_fixtures import TINY_FED, build, single_thread, split_fixture  # noqa: F401
+from federated_fixtures import TINY_FED, build, split_fixture  # noqa: F401
+
 from recbole_llm.federated.losses import tri_view_infonce
 from recbole_llm.federated.views import build_view_generator
 from recbole_llm.federated.views.augment import AugmentViewGenerator
 from recbole_llm.federated.views.llm import split_titles
 from recbole_llm.federated.views.semantic import SemanticViewGenerator
 from recbole_llm.quick_start import run_recbole_llm
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 split = split_fixture("LUMOS")

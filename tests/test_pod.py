@@ -11,13 +11,7 @@ from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
 from tests.pod_fixtures import TINY_POD
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matmuls: one thread avoids spin-waiting on a shared 2-core machine (~5x faster here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
