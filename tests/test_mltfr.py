@@ -88,11 +88,11 @@ def test_item_level_gate():
     assert torch.allclose(base, manual)
 
 
-@pytest.mark.parametrize("token_filter,n_tokens", [("user", 40), ("user", 400), ("random", 40), ("all", 40)])
+@pytest.mark.parametrize("token_filter,n_tokens", [("user", 10), ("user", 400), ("random", 40), ("all", 40)])
 def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
     """MLTFR's batched path (stacked GEMMs, gated W_o) == gate(E, [expert(...) for expert]), values and grads."""
     E, mask, seq = _inputs()
-    W_voc = torch.randn(n_tokens, 12)  # 400 > n x B x K selections: the distinct-rows branch
+    W_voc = torch.randn(n_tokens, 12)  # B x K = 18 selections per expert: 10 rows -> whole-table branch
     experts = [TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, tau=0.5, token_filter=token_filter).eval()
                for _ in range(3)]
     gate = ItemLevelGate(8, 3, max_len=10)

@@ -192,16 +192,17 @@ def batched_token_attention(experts, E, mask, W_voc):
         else:  # random: K random tokens per user and expert
             index = torch.rand(n, B, N, device=E.device).topk(K, dim=-1).indices
             weight = torch.ones(index.shape, device=E.device, dtype=E.dtype)
-        # (b_st * W_voc[I]) W_k + c == b_st * (W_voc[I] W_k) + c: project each selected token once
-        # (the whole table when the selections cover it, else only the distinct selected rows).
-        if index.numel() >= N:
-            rows, position = W_voc, index
+        # (b_st * W_voc[I]) W_k + c == b_st * (W_voc[I] W_k) + c.  When an expert's B K selections
+        # cover the table, project the whole table once by all experts' stacked [W_k, W_v];
+        # otherwise (large table, no pool) each expert projects only its own selected rows.
+        if index[0].numel() >= N:
+            projected = F.linear(W_voc, kv_weight).view(N, n, 2 * d)    # N x n x 2d
+            expert_id = torch.arange(n, device=E.device).view(n, 1, 1)
+            kv = projected[index, expert_id]                             # n x B x K x 2d
         else:
-            tokens, position = torch.unique(index, return_inverse=True)
-            rows = W_voc[tokens]
-        projected = F.linear(rows, kv_weight).view(-1, n, 2 * d)        # rows x n x 2d
-        expert_id = torch.arange(n, device=E.device).view(n, 1, 1)
-        kv = projected[position, expert_id] * weight.unsqueeze(-1) + kv_bias  # n x B x K x 2d
+            rows = W_voc[index.view(n, -1)]                              # n x B K x d_llm
+            kv = torch.bmm(rows, kv_weight.view(n, 2 * d, -1).transpose(1, 2)).view(n, B, K, 2 * d)
+        kv = kv * weight.unsqueeze(-1) + kv_bias
     keys, values = kv.split(d, dim=-1)
     # 1/sqrt(d/H) of eq. 10 folded into W_q (n d x d entries) instead of the n B H L K scores
     scale = 1.0 / math.sqrt(d // H)
