@@ -183,19 +183,21 @@ def batched_token_attention(experts, E, mask, W_voc):
         kv = (F.linear(W_voc, kv_weight).view(N, n, 2 * d).transpose(0, 1).unsqueeze(1) + kv_bias)
         kv = kv.expand(n, B, N, 2 * d)
     else:
-        if first.token_filter == "user":  # eq. 2-6, all experts' routing logits n x B x N
+        if first.token_filter == "user" and B * K >= N:  # eq. 2-6, all experts' logits n x B x N at once
             align_weight, align_bias = _stacked([e.W_align for e in experts])
             voc_align = (F.linear(W_voc, align_weight) + align_bias).view(N, n, d).transpose(0, 1)
             interest = F.normalize(user_interest(E, mask), dim=-1)
             logits = interest @ F.normalize(voc_align, dim=-1).transpose(1, 2)
             index, weight = straight_through_top_k(logits, K, first.tau, noisy=first.training)
+        elif first.token_filter == "user":  # large table: one expert's B x N logits at a time (cache)
+            index, weight = (torch.stack(t) for t in zip(*(e.select_tokens(E, mask, W_voc) for e in experts)))
         else:  # random: K random tokens per user and expert
             index = torch.rand(n, B, N, device=E.device).topk(K, dim=-1).indices
             weight = torch.ones(index.shape, device=E.device, dtype=E.dtype)
         # (b_st * W_voc[I]) W_k + c == b_st * (W_voc[I] W_k) + c.  When an expert's B K selections
         # cover the table, project the whole table once by all experts' stacked [W_k, W_v];
         # otherwise (large table, no pool) each expert projects only its own selected rows.
-        if index[0].numel() >= N:
+        if B * K >= N:
             projected = F.linear(W_voc, kv_weight).view(N, n, 2 * d)    # N x n x 2d
             expert_id = torch.arange(n, device=E.device).view(n, 1, 1)
             kv = projected[index, expert_id]                             # n x B x K x 2d
