@@ -179,9 +179,8 @@ def batched_token_attention(experts, E, mask, W_voc):
     (B, L, d), N, K, H = E.shape, W_voc.shape[0], first.num_tokens, first.n_heads
     kv_weight, kv_bias = _stacked([layer for e in experts for layer in (e.W_k, e.W_v)])
     kv_bias = kv_bias.view(n, 1, 1, 2 * d)
-    if first.token_filter == "all":  # keys/values of the whole table, shared by the batch
-        kv = (F.linear(W_voc, kv_weight).view(N, n, 2 * d).transpose(0, 1).unsqueeze(1) + kv_bias)
-        kv = kv.expand(n, B, N, 2 * d)
+    if first.token_filter == "all":  # keys/values of the whole table, shared by the batch: n x 1 x N x 2d
+        kv = F.linear(W_voc, kv_weight).view(N, n, 2 * d).transpose(0, 1).unsqueeze(1) + kv_bias
     else:
         if first.token_filter == "user" and B * K >= N:  # eq. 2-6, all experts' logits n x B x N at once
             align_weight, align_bias = _stacked([e.W_align for e in experts])
@@ -210,14 +209,18 @@ def batched_token_attention(experts, E, mask, W_voc):
     scale = 1.0 / math.sqrt(d // H)
     q_weight, q_bias = _stacked([e.W_q for e in experts])
     q = F.linear(E, q_weight * scale, q_bias * scale)                    # B x L x n d
-    q = q.view(B, L, n, H, d // H).permute(2, 0, 3, 1, 4).contiguous()   # n x B x H x L x d/H
+    # Queries are independent rows of eq. 10: with keys shared by the batch ("all") the B users'
+    # queries stack into one n x H x (B L) block instead of copying the keys B times.
+    users, rows = (B, L) if kv.shape[1] == B else (1, B * L)
+    q = q.view(B, L, n, H, d // H).permute(2, 0, 1, 3, 4).reshape(n, users, rows, H, d // H)
+    q = q.transpose(2, 3).contiguous()                                   # n x users x H x rows x d/H
 
     def heads(x):  # contiguous per (expert, user, head): the batched matmuls stay on plain GEMMs
-        return x.reshape(n, B, -1, H, d // H).transpose(2, 3).contiguous()  # n x B x H x T x d/H
+        return x.reshape(n, users, -1, H, d // H).transpose(2, 3).contiguous()  # n x users x H x T x d/H
 
     k, v = heads(keys), heads(values)
     attended = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v        # eq. 10 (q pre-scaled)
-    return attended.permute(1, 3, 0, 2, 4).reshape(B, L, n, d)
+    return attended.transpose(2, 3).reshape(n, B, L, d).permute(1, 2, 0, 3)
 
 
 def gated_expert_output(gate, attended, experts, mask):
