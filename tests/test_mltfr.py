@@ -6,6 +6,7 @@ from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: 
 from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
+                                            batched_token_attention, gated_expert_output,
                                             straight_through_top_k, user_interest)
 
 
@@ -85,6 +86,30 @@ def test_item_level_gate():
     assert weights.shape == (3, 5, 3) and torch.allclose(weights.sum(-1), torch.ones(3, 5))
     manual = sum(weights[..., m:m + 1] * outputs[m] for m in range(3))
     assert torch.allclose(base, manual)
+
+
+@pytest.mark.parametrize("token_filter,n_tokens", [("user", 10), ("user", 400), ("random", 40), ("all", 40)])
+def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
+    """MLTFR's batched path (stacked GEMMs, gated W_o) == gate(E, [expert(...) for expert]), values and grads."""
+    E, mask, seq = _inputs()
+    W_voc = torch.randn(n_tokens, 12)  # B x K = 18 selections per expert: 10 rows -> whole-table branch
+    experts = [TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, tau=0.5, token_filter=token_filter).eval()
+               for _ in range(3)]
+    gate = ItemLevelGate(8, 3, max_len=10)
+    for module in [gate.W] + [e.W_o for e in experts]:
+        torch.nn.init.normal_(module.weight)
+    torch.manual_seed(1)  # the random filter draws the same tokens in both paths
+    loop, _ = gate(E, [e(E, mask, seq, W_voc) for e in experts])
+    loop.pow(2).sum().backward()
+    loop_grads = [p.grad.clone() for e in experts for p in e.parameters() if p.grad is not None]
+    for e in experts:
+        e.zero_grad()
+    torch.manual_seed(1)
+    batched = gated_expert_output(gate.weights(E), batched_token_attention(experts, E, mask, W_voc), experts, mask)
+    assert torch.allclose(batched, loop, atol=1e-5)
+    batched.pow(2).sum().backward()
+    grads = [p.grad for e in experts for p in e.parameters() if p.grad is not None]
+    assert len(grads) == len(loop_grads) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, loop_grads))
 
 
 def test_consensus_is_the_fisher_weighted_average():

@@ -34,7 +34,7 @@ from torch import nn
 
 from recbole_llm.llm.token_embeddings import load_token_embeddings, token_pool
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
-from recbole_llm.model.mltfr_layers import ItemLevelGate, build_expert
+from recbole_llm.model.mltfr_layers import ItemLevelGate, batched_token_attention, build_expert, gated_expert_output
 
 REFUSED_BACKBONES = {
     "SRGNN": "embeds the nodes of a session graph, not the input sequence",
@@ -77,6 +77,11 @@ class _InputLookup:
     def matches(self, index):
         return (index.dim() == 2 and tuple(index.shape) == self.shape
                 and not any(index is t for t in self.other_fields))
+
+
+def _inverse_order(order):
+    """Positions that put experts listed in ``order`` back into expert order 0..n-1."""
+    return sorted(range(len(order)), key=order.__getitem__)
 
 
 class MLTFR(SequentialRecommender):
@@ -153,9 +158,18 @@ class MLTFR(SequentialRecommender):
     def semantic_augmentation(self, item_seq, E):
         """W_output (B x L x d): gated experts (eq. 11-12) plus alpha * W_SC in round 2 (eq. 15)."""
         mask = item_seq != 0
-        outputs = [expert(E, mask, item_seq, self._vocab(v))
-                   for expert, v in zip(self.experts, self.expert_vocab)]
-        W_output, _ = self.gate(E, outputs)
+        if self.expert_mode == "filter":  # batched: one pass per distinct vocabulary, one gated W_o
+            parts, order = [], []
+            for v in sorted(set(self.expert_vocab)):
+                members = [m for m, u in enumerate(self.expert_vocab) if u == v]
+                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v)))
+                order += members
+            attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
+            W_output = gated_expert_output(self.gate.weights(E), attended, self.experts, mask)
+        else:
+            outputs = [expert(E, mask, item_seq, self._vocab(v))
+                       for expert, v in zip(self.experts, self.expert_vocab)]
+            W_output, _ = self.gate(E, outputs)
         if bool(self.sc_active):
             W_output = W_output + self.sc_alpha * self.sc_expert(E, mask, item_seq, self._vocab(self.sc_vocab))
         return self.dropout(W_output)
