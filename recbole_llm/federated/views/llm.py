@@ -56,13 +56,12 @@ class TitleIndex:
     """Nearest catalogue title of a free-text title: text encoder + FAISS ``IndexFlatIP``."""
 
     def __init__(self, encoder, titles):
-        import faiss
+        from recbole_llm.community.knn import build_index  # the one home of FAISS indexes
 
         self.encoder = encoder
-        emb = encoder.encode(list(titles))
+        emb = encoder.encode(list(titles))  # unit rows
         emb[0] = 0.0  # never map to the padding item
-        self.index = faiss.IndexFlatIP(emb.shape[1])
-        self.index.add(np.ascontiguousarray(emb, dtype=np.float32))
+        self.index = build_index(np.ascontiguousarray(emb, dtype=np.float32))
 
     def lookup(self, texts):
         """``(item ids, similarities)`` of the nearest title to each text."""
