@@ -84,11 +84,9 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    from benchmarks.common import mean_std, write_results
-
     base = {
         "local_model": "SASRec", "global_model": "MultiVAE", "global_epochs": 20,
-        "local_epochs": args.local_epochs or (2 if args.quick else 5),
+        "local_epochs": args.local_epochs or (2 if args.quick else 3),
         "local_config": {"hidden_size": 32, "inner_size": 64, "n_layers": 1, "n_heads": 1},
         "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 1024, "bandwidth": args.bandwidth,
         "state": "WARNING", "show_progress": False, "metrics": ["Hit", "NDCG"],
@@ -99,11 +97,19 @@ def main():
         base["local_config"] = {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1}
         base["MAX_ITEM_LIST_LENGTH"] = 10
     all_rows, per_seed = [], {}
-    for seed in args.seeds:
+    for seed in args.seeds:  # results are rewritten after every seed: a cut-off run keeps its seeds
+        start = time.perf_counter()
         rows, info = run_seed(seed, args, base)
         all_rows += rows
-        per_seed[seed] = info
-        print(f"seed {seed} done: {info}", flush=True)
+        per_seed[seed] = dict(info, seed_wall_seconds=time.perf_counter() - start)
+        print(f"seed {seed} done: {per_seed[seed]}", flush=True)
+        write_table(args, base, all_rows, per_seed)
+
+
+def write_table(args, base, all_rows, per_seed):
+    """Mean ± std over the seeds done so far, written to the results JSON."""
+    from benchmarks.common import mean_std, write_results
+
     table = []
     for method in dict.fromkeys(r["method"] for r in all_rows):
         sel = [r for r in all_rows if r["method"] == method]
@@ -112,8 +118,8 @@ def main():
     name = "l3rec_accuracy" + ("_quick" if args.quick else "")
     if args.bandwidth != 1.0:
         name += f"_h{args.bandwidth:g}"
-    write_results(name, table,
-                  dict(vars(args), base=base), extra={"per_seed": per_seed, "raw_rows": all_rows})
+    write_results(name, table, dict(vars(args), base=base),
+                  extra={"per_seed": per_seed, "raw_rows": all_rows, "seeds_done": list(per_seed)})
 
 
 if __name__ == "__main__":
