@@ -52,9 +52,9 @@ def test_auto_index_is_exact_for_small_and_ivf_for_large_user_sets(monkeypatch):
     assert resolve_index("hnsw", 10) == "hnsw"
     with pytest.raises(ValueError, match="knn index must be one of"):
         resolve_index("annoy", 10)
-    assert default_nlist(1_000_000) == 16384  # ~16 sqrt(n) ...
-    assert default_nlist(100_000) == 2048  # ... but >= 40 k-means points per list
-    assert default_nprobe(16384) == 256 and default_nprobe(64) == 8
+    assert default_nlist(1_000_000) == 8192 and default_nlist(100_000) == 2048  # ~8 sqrt(n) ...
+    assert default_nlist(3000) == 64  # ... but >= 40 k-means points per list
+    assert default_nprobe(8192) == 64 and default_nprobe(64) == 16 and default_nprobe(8) == 8
     x = np.random.default_rng(3).normal(size=(3000, 8)).astype(np.float32)
     monkeypatch.setattr(knn_module, "EXACT_MAX_USERS", 1000)  # 3000 users count as "large" now
     built = knn_module.build_index(knn_module.l2_normalize(x), "cpu", "auto")
