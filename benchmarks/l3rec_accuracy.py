@@ -10,7 +10,8 @@ on the users' validation items).  Baselines on the same split and protocol
 the fallback) and one SASRec trained on all data with the local models' settings.
 
     python benchmarks/l3rec_accuracy.py --quick --seeds 2020  # users with <= 60 interactions, tiny SASRec, 2 epochs
-    python benchmarks/l3rec_accuracy.py           # all of ml-100k, 3 seeds
+    python benchmarks/l3rec_accuracy.py --bandwidth 0.6  # all of ml-100k, 3 seeds (~10 min a seed, 1 core)
+    python benchmarks/l3rec_accuracy.py --bandwidth 0.6 --resume --seeds 2023  # add a seed
 """
 import argparse
 import os
