@@ -123,6 +123,9 @@ def main():
                      "clients": len(cohort), "round_s": sec, "client_updates_per_s": len(cohort) / sec,
                      "projected_100_rounds_min": (100 * sec + views_s + encode_s) / 60})
     os.chdir(repo)
+    for row in rows:  # vectorized / sequential client updates/s of the same setting
+        ref = [r for r in rows if r["setting"] == row["setting"] and r["engine"] == "sequential"]
+        row["speedup"] = row["client_updates_per_s"] / ref[0]["client_updates_per_s"] if ref else None
     write_results("federated_speed" + ("_quick" if args.quick else ""), rows,
                   dict(paper, quick=args.quick, threads=args.threads, prefix_subset=prefix_subset,
                        synthetic_sample=len(sample)),
