@@ -128,7 +128,8 @@ class VectorizedEngine:
         flat = flatten_parameters(global_params, shapes, device).repeat(n, 1)  # [n, P]: θ_u of every client
         params = parameter_views(flat, shapes)
         optimizer = torch.optim.Adam([flat], lr=spec.learning_rate, betas=spec.betas, eps=spec.eps,
-                                     weight_decay=spec.weight_decay, fused=True)
+                                     weight_decay=spec.weight_decay,
+                                     fused=device.type in ("cpu", "cuda") or None)
         batch = [t.to(device) for t in stack_client_batches(clients, model.use_views, model.max_seq_length,
                                                             trim=model.causal)]
 
