@@ -112,6 +112,23 @@ def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
     assert len(grads) == len(loop_grads) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, loop_grads))
 
 
+def test_gated_output_at_real_items_equals_the_dense_computation():
+    """gated_expert_output computes only at real items; == the dense eq. 8 + 11-12 masked afterwards."""
+    E, mask, _ = _inputs()
+    experts = [TokenFilterExpert(8, 12, num_tokens=4, n_heads=2) for _ in range(3)]
+    for e in experts:
+        torch.nn.init.normal_(e.W_o.weight), torch.nn.init.normal_(e.W_o.bias)
+    gate = torch.softmax(torch.randn(3, 5, 3), -1)
+    attended = torch.randn(3, 5, 3, 8, requires_grad=True)
+    dense = sum(gate[..., m:m + 1] * e.W_o(attended[:, :, m]) for m, e in enumerate(experts))
+    dense = dense * mask.unsqueeze(-1)
+    out = gated_expert_output(gate, attended, experts, mask)
+    assert torch.allclose(out, dense, atol=1e-5) and torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+    out.sum().backward()
+    assert torch.equal(attended.grad[~mask], torch.zeros_like(attended.grad[~mask]))
+    assert attended.grad[mask].abs().sum() > 0
+
+
 def test_consensus_is_the_fisher_weighted_average():
     experts = [TokenFilterExpert(8, 12, num_tokens=4, n_heads=2) for _ in range(3)]
     weights = torch.tensor([0.5, 2.0, 1.5])
