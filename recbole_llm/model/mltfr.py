@@ -164,10 +164,8 @@ class MLTFR(SequentialRecommender):
                 members = [m for m, u in enumerate(self.expert_vocab) if u == v]
                 parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v)))
                 order += members
-            # every part lists the same real items in the same order (it depends on the mask only)
-            positions = parts[0][1]
-            attended = parts[0][0] if len(parts) == 1 else torch.cat([a for a, _ in parts], 1)[:, _inverse_order(order)]
-            W_output = gated_expert_output(self.gate.weights(E), attended, positions, self.experts, mask)
+            attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
+            W_output = gated_expert_output(self.gate.weights(E), attended, self.experts, mask)
         else:
             outputs = [expert(E, mask, item_seq, self._vocab(v))
                        for expert, v in zip(self.experts, self.expert_vocab)]

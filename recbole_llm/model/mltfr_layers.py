@@ -175,8 +175,7 @@ def batched_token_attention(experts, E, mask, W_voc):
     selected tokens once by [W_k_1..n] and [W_v_1..n].  Keys and values are laid out
     users x K x n x d, so the n experts' H heads are the n H heads of one attention call
     and queries, keys and values are views of their GEMM outputs (no copies).  Returns
-    the attended values at the R real items (R x n x d) and their positions in the
-    flattened B x L batch (R), the input of :func:`gated_expert_output`.
+    the attended values (B x L x n x d), the input of :func:`gated_expert_output`.
     """
     first, n = experts[0], len(experts)
     (B, L, d), N, K, H = E.shape, W_voc.shape[0], first.num_tokens, first.n_heads
@@ -213,60 +212,29 @@ def batched_token_attention(experts, E, mask, W_voc):
                 out = torch.bmm(rows, weight_.view(n, d, -1).transpose(1, 2))    # n x B K x d
                 return out.transpose(0, 1).reshape(B, K, n, d) * weight + bias_.view(n, d)
         keys, values = selected(k_weight, k_bias), selected(v_weight, v_bias)
-    # eq. 10, softmax(q k^T / sqrt(d/H)) v for all n H heads in one fused attention call, queries
-    # only where they are needed: the output is read at real items only (W_expert is 0 at padding).
+    # Queries are independent rows of eq. 10: with keys shared by the batch ("all") the B users'
+    # queries stack into one block of B L rows instead of copying the keys B times.
+    users, rows = keys.shape[0], B * L // keys.shape[0]
     q_weight, q_bias = _stacked([e.W_q for e in experts])
 
-    def attend(E_rows, keys_, values_):  # u x T x d queries, u x K x n d keys/values -> u x T x n x d
-        u = keys_.shape[0]
+    def heads(x):  # users x T x n d -> users x n H x T x d/H (a view)
+        return x.reshape(users, -1, n * H, d // H).transpose(1, 2)
 
-        def heads(x):  # u x T x n d -> u x n H x T x d/H (a view)
-            return x.reshape(u, -1, n * H, d // H).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(heads(F.linear(E_rows, q_weight, q_bias)), heads(keys_), heads(values_))
-        return out.transpose(1, 2).reshape(u, -1, n, d)
-
-    if keys.shape[0] == 1:  # "all": keys shared by the batch, the real items' queries form one block
-        return attend(E[mask].unsqueeze(0), keys, values)[0], mask.flatten().nonzero().squeeze(1)
-    return _rows_by_length(mask, lambda users, T: attend(E[users, :T], keys[users], values[users]))
+    # eq. 10, softmax(q k^T / sqrt(d/H)) v for all n H heads, through PyTorch's fused attention kernel
+    attended = F.scaled_dot_product_attention(heads(F.linear(E, q_weight, q_bias)), heads(keys), heads(values))
+    return attended.transpose(1, 2).reshape(B, L, n, d)
 
 
-QUERY_BUCKETS = 4
-
-
-def _rows_by_length(mask, attend):
-    """``attend(users, T)`` (u x T x ...) run on groups of users of similar length, each cut at its
-    group's last real position, then read at the real items: R x ... rows, and the position of
-    each row in the flattened B x L batch.
-
-    Sequences are padded at the end in RecBole, so on ml-100k ~20 % of the B x L queries are
-    padding; grouping users into QUERY_BUCKETS length ranges skips most of them.
-    """
-    B, L = mask.shape
-    positions = torch.arange(1, L + 1, device=mask.device)
-    length = (mask * positions).amax(1)                       # last real position + 1 (0: none)
-    bucket = (length * QUERY_BUCKETS + L - 1) // L            # 1..QUERY_BUCKETS (0: no real item)
-    parts, flat = [], []
-    for g in bucket.unique().tolist():
-        if g == 0:
-            continue
-        users = (bucket == g).nonzero().squeeze(1)
-        T = int(length[users].max())
-        real = mask[users, :T]
-        parts.append(attend(users, T)[real])
-        flat.append((users.unsqueeze(1) * L + torch.arange(T, device=mask.device))[real])
-    return (torch.cat(parts), torch.cat(flat)) if len(parts) > 1 else (parts[0], flat[0])
-
-
-def gated_expert_output(gate, attended, positions, experts, mask):
+def gated_expert_output(gate, attended, experts, mask):
     """Eq. 8 and 11-12 together: sum_m G_m (W_o_m(attended_m)) at real items, as one GEMM.
 
     sum_m G_m (a_m W_o_m^T + c_m) = [G_1 a_1, ..., G_n a_n] [W_o_1, ..., W_o_n]^T + G [c_1; ...; c_n].
-    ``attended`` (R x n x d) holds only the real items, at ``positions`` of the flattened B x L
-    batch (from :func:`batched_token_attention`); W_expert is zero at padding.
+    Computed only at the real items (``mask``) and scattered back: W_expert is zero at padding.
     """
-    (B, L), (R, n, d) = mask.shape, attended.shape
+    B, L, n, d = attended.shape
     weight, bias = _stacked([e.W_o for e in experts], dim=1)             # d x n d, n d
-    g = gate.reshape(B * L, n)[positions]                                # R x n
-    out = torch.addmm(g @ bias.view(n, d), (attended * g.unsqueeze(-1)).reshape(R, n * d), weight.T)
-    return attended.new_zeros(B * L, d).index_copy(0, positions, out).view(B, L, d)
+    g = gate[mask]                                                       # R x n, R real items
+    gated = (attended[mask] * g.unsqueeze(-1)).reshape(-1, n * d)
+    out = attended.new_zeros(B, L, d)
+    out[mask] = torch.addmm(g @ bias.view(n, d), gated, weight.T)
+    return out
