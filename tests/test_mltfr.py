@@ -165,20 +165,6 @@ def test_fisher_weights_positive_and_consensus_frozen_in_round_2(mltfr_config):
     assert (fisher_importance(model, batches, list(model.experts)) > 0).all() and model.training
 
 
-def test_consensus_expert_in_the_batched_pass_equals_its_own_forward(mltfr_config):
-    """Round 2 runs W_SC inside the experts' batched pass: == W_base + alpha * sc_expert(...) (eq. 15)."""
-    config, model, train, _ = build(dict(mltfr_config, llm_experts=["minilm", "minilm", "minilm"]))
-    model.build_semantic_consensus([first_batch(train).to(model.device)])
-    model.eval()  # no Gumbel noise, no dropout: both paths are deterministic
-    seq = first_batch(train)[model.ITEM_SEQ]
-    E, mask = model.backbone.item_embedding(seq), seq != 0
-    with_sc = model.semantic_augmentation(seq, E)
-    model.sc_active.fill_(False)
-    sc_term = model.sc_alpha * model.sc_expert(E, mask, seq, model._vocab(model.sc_vocab))
-    assert torch.allclose(with_sc, model.semantic_augmentation(seq, E) + sc_term, atol=1e-6)
-    assert sc_term[mask].abs().max() > 1e-4  # the consensus term is really there
-
-
 def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):
     config, model, train, valid = build(dict(mltfr_config, sc_alpha=0.0))
     from recbole.model.sequential_recommender import SASRec

@@ -158,28 +158,20 @@ class MLTFR(SequentialRecommender):
     def semantic_augmentation(self, item_seq, E):
         """W_output (B x L x d): gated experts (eq. 11-12) plus alpha * W_SC in round 2 (eq. 15)."""
         mask = item_seq != 0
-        sc_active = bool(self.sc_active)
         if self.expert_mode == "filter":  # batched: one pass per distinct vocabulary, one gated W_o
             parts, order = [], []
             for v in sorted(set(self.expert_vocab)):
                 members = [m for m, u in enumerate(self.expert_vocab) if u == v]
-                with_sc = sc_active and v == int(self.sc_vocab)  # round 2: the frozen consensus joins its pass
-                attended = batched_token_attention([self.experts[m] for m in members] + [self.sc_expert] * with_sc,
-                                                   E, mask, self._vocab(v))
-                if with_sc:
-                    attended, sc_attended = attended[:, :, :-1], attended[:, :, -1]
-                parts.append(attended)
+                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v)))
                 order += members
             attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
             W_output = gated_expert_output(self.gate.weights(E), attended, self.experts, mask)
-            if sc_active:  # eq. 15 with W_SC = W_o,SC(attended_SC) at real items (eq. 8)
-                W_output = W_output + self.sc_alpha * self.sc_expert.W_o(sc_attended) * mask.unsqueeze(-1)
         else:
             outputs = [expert(E, mask, item_seq, self._vocab(v))
                        for expert, v in zip(self.experts, self.expert_vocab)]
             W_output, _ = self.gate(E, outputs)
-            if sc_active:
-                W_output = W_output + self.sc_alpha * self.sc_expert(E, mask, item_seq, self._vocab(self.sc_vocab))
+        if bool(self.sc_active):
+            W_output = W_output + self.sc_alpha * self.sc_expert(E, mask, item_seq, self._vocab(self.sc_vocab))
         return self.dropout(W_output)
 
     def _augment_input_lookup(self, module, inputs, output):
