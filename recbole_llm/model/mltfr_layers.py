@@ -167,7 +167,19 @@ def _stacked(layers, dim=0):
     return torch.cat([layer.weight for layer in layers], dim), torch.cat([layer.bias for layer in layers])
 
 
-def batched_token_attention(experts, E, mask, W_voc):
+def expert_queries(E, q_weight, q_bias, item_seq=None, item_table=None):
+    """Eq. 9's queries E W_q + b of all experts (B x L x n d).
+
+    E is the lookup ``item_table[item_seq]``, so E W_q + b == (item_table W_q + b)[item_seq]:
+    when the table has fewer rows than the batch has positions (ml-100k: 1,683 items vs
+    128 x 50 positions) it is projected once and gathered; otherwise every position is projected.
+    """
+    if item_table is not None and item_table.shape[0] < item_seq.numel():
+        return F.embedding(item_seq, F.linear(item_table, q_weight, q_bias))  # cheaper backward than [ ]
+    return F.linear(E, q_weight, q_bias)
+
+
+def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=None):
     """Eq. 1-10 of TokenFilterExpert for ``experts`` that read the same W_voc (N x d_llm).
 
     Same maths as calling each expert (before its W_o), with the experts' weights
@@ -176,6 +188,7 @@ def batched_token_attention(experts, E, mask, W_voc):
     users x K x n x d, so the n experts' H heads are the n H heads of one attention call
     and queries, keys and values are views of their GEMM outputs (no copies).  Returns
     the attended values (B x L x n x d), the input of :func:`gated_expert_output`.
+    ``item_seq``/``item_table``: give both when E is ``item_table[item_seq]`` (see :func:`expert_queries`).
     """
     first, n = experts[0], len(experts)
     (B, L, d), N, K, H = E.shape, W_voc.shape[0], first.num_tokens, first.n_heads
@@ -221,7 +234,8 @@ def batched_token_attention(experts, E, mask, W_voc):
         return x.reshape(users, -1, n * H, d // H).transpose(1, 2)
 
     # eq. 10, softmax(q k^T / sqrt(d/H)) v for all n H heads, through PyTorch's fused attention kernel
-    attended = F.scaled_dot_product_attention(heads(F.linear(E, q_weight, q_bias)), heads(keys), heads(values))
+    queries = expert_queries(E, q_weight, q_bias, item_seq, item_table)
+    attended = F.scaled_dot_product_attention(heads(queries), heads(keys), heads(values))
     return attended.transpose(1, 2).reshape(B, L, n, d)
 
 
