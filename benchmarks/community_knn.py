@@ -2,8 +2,11 @@
 
 kNN graph of n synthetic users (d = 64, clustered), k neighbours each:
 
-* ``faiss_flat``: exact FAISS ``IndexFlatIP`` on L2-normalised rows (what L3Rec uses);
-* ``faiss_ivf``: approximate inverted-file index; recall@k against exact is measured;
+* ``faiss_flat``: exact FAISS ``IndexFlatIP`` on L2-normalised rows (L3Rec's
+  ``knn_index: auto`` up to 200k users);
+* above 200k, ``auto`` = IVF with ``nlist ≈ 16·√n``, ``nprobe = nlist/64`` (chosen on
+  measurements, ``community_knn_tune.py``); its recall@k against exact neighbours of
+  random users (numpy) is measured;
 * ``numpy``: blockwise ``Q @ X.T`` + ``argpartition`` + sort of the k best, the way
   LOCA-style code would do it (block size keeps each block's scores at 64 MB).
 
@@ -14,6 +17,7 @@ numpy at 1M is timed on a slice of queries and extrapolated (marked as such).
 
     python benchmarks/community_knn.py --quick          # 10k and 100k
     python benchmarks/community_knn.py --sizes 1000000  # the 1M case (slow; run once)
+    python benchmarks/community_knn.py --sizes 300000 --no-numpy  # end to end at 300k (~2 min)
 """
 import argparse
 import json
@@ -70,7 +74,8 @@ def worker(spec):
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     from recbole_llm.community.communities import discover_communities
-    from recbole_llm.community.knn import import_faiss, knn_search
+    from recbole_llm.community.knn import (default_nlist, default_nprobe, import_faiss, knn_search,
+                                           resolve_index)
 
     import_faiss()  # library loading is not part of the search time
 
@@ -88,29 +93,37 @@ def worker(spec):
         if queries is not None:
             extra["extrapolated_from_queries"] = int(spec["query_slice"])
             seconds *= spec["n"] / spec["query_slice"]
-    elif spec.get("end_to_end"):
+    elif spec.get("end_to_end"):  # the whole discovery: kNN graph, anchors, kernel weights
+        index = resolve_index(spec["index"], len(x))
+        opts = {}
+        if index == "ivf":
+            opts["nlist"] = spec.get("nlist") or default_nlist(len(x))
+            opts["nprobe"] = spec.get("nprobe") or default_nprobe(opts["nlist"])
+        graph = knn_search(x, k, faiss_device="cpu", index=index, **opts)
+        knn_seconds = time.perf_counter() - start
         com = discover_communities(x, spec["q"], train_bandwidth=spec["h"], faiss_device="cpu",
-                                   knn_neighbors=k, knn_index=spec["index"],
-                                   nlist=spec.get("nlist", 1024), nprobe=spec.get("nprobe", 64))
+                                   knn_neighbors=k, knn_graph=graph)
         seconds = time.perf_counter() - start
-        extra.update(coverage=com.stats()["coverage"],
-                     avg_users_per_community=com.stats()["avg_users_per_community"])
+        extra.update(index=index, **opts, coverage=com.stats()["coverage"],
+                     avg_users_per_community=com.stats()["avg_users_per_community"],
+                     stage_seconds=dict(com.seconds, knn_graph=knn_seconds),
+                     load_avg_1m_start=spec["load_start"], load_avg_1m_end=os.getloadavg()[0])
         idx = None
-        if spec["index"] == "ivf":  # recall of the approximate graph on a sample of users
-            _, approx = knn_search(x, k, faiss_device="cpu", index="ivf",
-                                   nlist=spec["nlist"], nprobe=spec["nprobe"],
-                                   queries=x[:spec["recall_queries"]])
-            _, exact = numpy_knn(x, k, np.arange(spec["recall_queries"]))
-            extra["recall_at_k"] = float(np.mean([len(set(a) & set(e)) / k
-                                                  for a, e in zip(approx, exact)]))
+        # recall@k of the graph against exact neighbours (numpy, float64-free) of random users
+        sample = np.random.default_rng(1).choice(len(x), spec["recall_queries"], replace=False)
+        recall_start = time.perf_counter()
+        _, exact = numpy_knn(x, k, sample)
+        extra["recall_at_k"] = float(np.mean([len(set(a) & set(e)) / k
+                                              for a, e in zip(graph[1][sample], exact)]))
+        extra["recall_queries"] = int(spec["recall_queries"])
+        extra["recall_seconds"] = time.perf_counter() - recall_start
     else:
-        _, idx = knn_search(x, k, faiss_device="cpu", index=spec["index"],
-                            nlist=spec.get("nlist", 1024), nprobe=spec.get("nprobe", 64))
+        _, idx = knn_search(x, k, faiss_device="cpu", index=spec["index"])
         seconds = time.perf_counter() - start
     if idx is not None and spec.get("save"):
         np.save(spec["save"], idx)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    cpu = time.process_time() - cpu_start  # all threads; whole worker for end_to_end (with recall)
+    cpu = time.process_time() - cpu_start  # all threads; for end_to_end includes the recall check
     print(json.dumps(dict(seconds=seconds, cpu_seconds=cpu, peak_rss_mb=peak, data_rss_mb=rss_data,
                           **extra)))
 
@@ -137,8 +150,12 @@ def main():
     parser.add_argument("--k", type=int, default=50)
     parser.add_argument("--q", type=int, default=10)
     parser.add_argument("--h", type=float, default=1.0)
-    parser.add_argument("--nlist", type=int, default=4096)
-    parser.add_argument("--nprobe", type=int, default=128)
+    parser.add_argument("--index", default="auto", help="auto | flat | ivf | hnsw (sizes > 200k)")
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default ~16 sqrt(n))")
+    parser.add_argument("--nprobe", type=int, default=None, help="IVF probes (default nlist/64)")
+    parser.add_argument("--recall-queries", type=int, default=2000)
+    parser.add_argument("--no-numpy", action="store_true",
+                        help="sizes > 200k: skip the extrapolated numpy brute force")
     parser.add_argument("--threads", type=int, default=1,
                         help="BLAS/OpenMP threads of FAISS and numpy (1: no spin-waiting on shared cores)")
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
@@ -148,7 +165,7 @@ def main():
     from benchmarks.common import write_results
 
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
-    rows = []
+    rows, extra = [], {}
     tmp = tempfile.mkdtemp(prefix="knn_bench_")
     for n in sizes:
         base = {"n": n, "k": args.k}
@@ -162,17 +179,30 @@ def main():
             rows.append(dict(users=n, method="numpy blockwise", seconds=m["seconds"],
                              peak_rss_mb=m["peak_rss_mb"], speedup_vs_numpy=1.0, same_neighbours=same))
         else:
-            e = run_worker(dict(base, method="faiss", index="ivf", end_to_end=True, q=args.q, h=args.h,
-                                nlist=args.nlist, nprobe=args.nprobe, recall_queries=2000), args.threads)
-            m = run_worker(dict(base, method="numpy", query_slice=5000), args.threads)
-            rows.append(dict(users=n, method=f"end to end: faiss IVF{args.nlist} nprobe {args.nprobe} "
-                             f"+ anchors (q={args.q}) + kernels", seconds=e["seconds"],
-                             peak_rss_mb=e["peak_rss_mb"], speedup_vs_numpy=m["seconds"] / e["seconds"],
-                             recall_at_k=e["recall_at_k"], coverage=e["coverage"]))
-            rows.append(dict(users=n, method="numpy blockwise kNN only (extrapolated from 5k queries)",
-                             seconds=m["seconds"], peak_rss_mb=m["peak_rss_mb"], speedup_vs_numpy=1.0))
-    name = "community_knn" if sizes != [1_000_000] else "community_knn_1m"
-    write_results(name, rows, vars(args))
+            e = run_worker(dict(base, method="faiss", index=args.index, end_to_end=True, q=args.q,
+                                h=args.h, nlist=args.nlist, nprobe=args.nprobe,
+                                recall_queries=args.recall_queries, load_start=os.getloadavg()[0]),
+                           args.threads)
+            m = None if args.no_numpy else run_worker(dict(base, method="numpy", query_slice=5000),
+                                                      args.threads)
+            label = e["index"] + (f"{e['nlist']} nprobe {e['nprobe']}" if e["index"] == "ivf" else "")
+            rows.append(dict(users=n, method=f"end to end: faiss {label} + anchors (q={args.q}) + kernels",
+                             seconds=e["seconds"], cpu_seconds=e["cpu_seconds"],
+                             peak_rss_mb=e["peak_rss_mb"],
+                             speedup_vs_numpy=m["seconds"] / e["seconds"] if m else "",
+                             recall_at_k=e["recall_at_k"], coverage=e["coverage"],
+                             threads=args.threads, load_start=e["load_avg_1m_start"],
+                             load_end=e["load_avg_1m_end"]))
+            extra[n] = e
+            if m:
+                rows.append(dict(users=n, method="numpy blockwise kNN only (extrapolated from 5k queries)",
+                                 seconds=m["seconds"], peak_rss_mb=m["peak_rss_mb"], speedup_vs_numpy=1.0))
+    name = "community_knn"
+    if min(sizes) > 200_000:  # end-to-end runs get their own file
+        name += "_" + "_".join("1m" if n == 1_000_000 else str(n) for n in sizes)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    rows = [{c: row.get(c, "") for c in columns} for row in rows]
+    write_results(name, rows, vars(args), extra={"end_to_end": extra} if extra else None)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids OpenMP spinning on shared cores)")
     parser.add_argument("--synthetic_clients", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=1, help="engine rounds timed as the best of this many")
     args = parser.parse_args()
     import tempfile
 
@@ -86,7 +87,7 @@ def main():
     engines = {"sequential": SequentialEngine(model, spec), "vectorized": VectorizedEngine(model, spec)}
     engines["vectorized"].run_round(params, cohort[:4])  # warm up torch.func
     for name, engine in engines.items():
-        sec = time_round(engine, params, cohort)
+        sec = time_round(engine, params, cohort, args.repeats)
         rows.append({"setting": "ml-100k FedSeq(SASRec), causal pass", "engine": name, "clients": len(cohort),
                      "round_s": sec, "client_updates_per_s": len(cohort) / sec})
     prefix_clients = build_clients(train.dataset, 50, causal=False)
@@ -102,7 +103,7 @@ def main():
     sample = [synth[i] for i in sample_clients(len(synth), n_synth_sample / len(synth),
                                                torch.Generator().manual_seed(1))]
     for name, engine in engines.items():
-        sec = time_round(engine, params, sample)
+        sec = time_round(engine, params, sample, args.repeats)
         rows.append({"setting": f"10,000 synthetic clients ({len(sample)} timed)", "engine": name,
                      "clients": len(sample), "round_s": sec, "client_updates_per_s": len(sample) / sec})
 
@@ -118,14 +119,17 @@ def main():
     views_s = time.perf_counter() - start
     params = {k: v.clone() for k, v in trainable_parameters(model).items()}
     for name, engine in (("sequential", SequentialEngine(model, spec)), ("vectorized", VectorizedEngine(model, spec))):
-        sec = time_round(engine, params, cohort)
+        sec = time_round(engine, params, cohort, args.repeats)
         rows.append({"setting": "ml-100k LUMOS(SASRec) round, semantic views", "engine": name,
                      "clients": len(cohort), "round_s": sec, "client_updates_per_s": len(cohort) / sec,
                      "projected_100_rounds_min": (100 * sec + views_s + encode_s) / 60})
     os.chdir(repo)
+    for row in rows:  # vectorized / sequential client updates/s of the same setting
+        ref = [r for r in rows if r["setting"] == row["setting"] and r["engine"] == "sequential"]
+        row["speedup"] = row["client_updates_per_s"] / ref[0]["client_updates_per_s"] if ref else None
     write_results("federated_speed" + ("_quick" if args.quick else ""), rows,
                   dict(paper, quick=args.quick, threads=args.threads, prefix_subset=prefix_subset,
-                       synthetic_sample=len(sample)),
+                       synthetic_sample=len(sample), repeats=args.repeats),
                   extra={"item_text_encoding_s": encode_s, "views_all_943_clients_s": views_s})
     print(f"MiniLM item-text encoding {encode_s:.1f}s, semantic views for all clients {views_s:.1f}s")
 

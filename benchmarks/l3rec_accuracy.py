@@ -10,7 +10,8 @@ on the users' validation items).  Baselines on the same split and protocol
 the fallback) and one SASRec trained on all data with the local models' settings.
 
     python benchmarks/l3rec_accuracy.py --quick --seeds 2020  # users with <= 60 interactions, tiny SASRec, 2 epochs
-    python benchmarks/l3rec_accuracy.py           # all of ml-100k, 3 seeds
+    python benchmarks/l3rec_accuracy.py --bandwidth 0.6  # all of ml-100k, 3 seeds (~10 min a seed, 1 core)
+    python benchmarks/l3rec_accuracy.py --bandwidth 0.6 --resume --seeds 2023  # add a seed
 """
 import argparse
 import os
@@ -79,16 +80,16 @@ def main():
     parser.add_argument("--qs", type=int, nargs="*", default=[1, 5, 10, 20])
     parser.add_argument("--bandwidth", type=float, default=1.0)
     parser.add_argument("--local-epochs", type=int, default=None)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds already in the results JSON (same config) and add the others")
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config keys
     import torch
 
     torch.set_num_threads(args.threads)
-    from benchmarks.common import mean_std, write_results
-
     base = {
         "local_model": "SASRec", "global_model": "MultiVAE", "global_epochs": 20,
-        "local_epochs": args.local_epochs or (2 if args.quick else 5),
+        "local_epochs": args.local_epochs or (2 if args.quick else 3),
         "local_config": {"hidden_size": 32, "inner_size": 64, "n_layers": 1, "n_heads": 1},
         "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 1024, "bandwidth": args.bandwidth,
         "state": "WARNING", "show_progress": False, "metrics": ["Hit", "NDCG"],
@@ -99,21 +100,51 @@ def main():
         base["local_config"] = {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1}
         base["MAX_ITEM_LIST_LENGTH"] = 10
     all_rows, per_seed = [], {}
-    for seed in args.seeds:
+    if args.resume:
+        all_rows, per_seed = resumed_seeds(args, base)
+    for seed in args.seeds:  # results are rewritten after every seed: a cut-off run keeps its seeds
+        if str(seed) in per_seed:
+            continue
+        start = time.perf_counter()
         rows, info = run_seed(seed, args, base)
         all_rows += rows
-        per_seed[seed] = info
-        print(f"seed {seed} done: {info}", flush=True)
+        per_seed[str(seed)] = dict(info, seed_wall_seconds=time.perf_counter() - start,
+                                   load_avg_1m=os.getloadavg()[0])
+        print(f"seed {seed} done: {per_seed[str(seed)]}", flush=True)
+        write_table(args, base, all_rows, per_seed)
+
+
+def results_name(args):
+    name = "l3rec_accuracy" + ("_quick" if args.quick else "")
+    return name + (f"_h{args.bandwidth:g}" if args.bandwidth != 1.0 else "")
+
+
+def resumed_seeds(args, base):
+    """Rows and per-seed facts of the seeds in an earlier results JSON with the same base config."""
+    import json
+
+    from benchmarks.common import RESULTS_DIR
+
+    path = os.path.join(RESULTS_DIR, results_name(args) + ".json")
+    if not os.path.exists(path):
+        return [], {}
+    old = json.load(open(path))
+    if old["config"]["base"] != json.loads(json.dumps(base)):
+        raise ValueError(f"--resume: {path} was made with another config; not mixing them")
+    return old["raw_rows"], {str(k): v for k, v in old["per_seed"].items()}
+
+
+def write_table(args, base, all_rows, per_seed):
+    """Mean ± std over the seeds done so far, written to the results JSON."""
+    from benchmarks.common import mean_std, write_results
+
     table = []
     for method in dict.fromkeys(r["method"] for r in all_rows):
         sel = [r for r in all_rows if r["method"] == method]
         table.append(dict(method=method, seeds=len(sel),
                           **{m: mean_std(r[m] for r in sel) for m in METRICS}))
-    name = "l3rec_accuracy" + ("_quick" if args.quick else "")
-    if args.bandwidth != 1.0:
-        name += f"_h{args.bandwidth:g}"
-    write_results(name, table,
-                  dict(vars(args), base=base), extra={"per_seed": per_seed, "raw_rows": all_rows})
+    write_results(results_name(args), table, dict(vars(args), base=base),
+                  extra={"per_seed": per_seed, "raw_rows": all_rows, "seeds_done": list(per_seed)})
 
 
 if __name__ == "__main__":

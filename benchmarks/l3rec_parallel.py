@@ -25,7 +25,9 @@ def main():
     parser.add_argument("--local-epochs", type=int, default=None)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--modes", nargs="*", default=["none", "process", "ray"])
+    parser.add_argument("--name-suffix", default=None, help="results file name suffix")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
     sys.argv = sys.argv[:1]  # RecBole's Config would read our flags as config keys
     import torch
 
@@ -63,8 +65,9 @@ def main():
     sequential = next((r["wall_seconds"] for r in rows if r["parallel"] == "none"), None)
     for row in rows:
         row["speedup_vs_none"] = sequential / row["wall_seconds"] if sequential else None
-    write_results("l3rec_parallel" + ("_quick" if args.quick else ""), rows,
-                  dict(vars(args), base=base, cores=os.cpu_count()))
+    name = "l3rec_parallel" + ("_quick" if args.quick else "") + (args.name_suffix or "")
+    write_results(name, rows, dict(vars(args), base=base, cores=os.cpu_count()),
+                  extra={"load_avg_1m_start": load_start, "load_avg_1m_end": os.getloadavg()[0]})
 
 
 if __name__ == "__main__":

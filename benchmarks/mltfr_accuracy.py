@@ -9,20 +9,29 @@ same total as MLTFR's two rounds; early stopping applies within each run/round.
 ``--quick`` trains on the users with fewer than ``--max-user-inter`` interactions
 and few epochs -- a smoke-level comparison, not the paper's protocol.
 
-    python benchmarks/mltfr_accuracy.py [--quick] [--seeds 3]
+``--reduced`` keeps every ml-100k user but shrinks the paper's setup to a CPU budget
+(hidden, history length, batch, epochs, token pool: see the flags); the exact config
+is written into the JSON.  Seeds run one after another (all six models per seed) and
+the JSON is rewritten after each, so an interrupted run still holds complete seeds.
+
+    python benchmarks/mltfr_accuracy.py [--quick | --reduced [--deadline HH:MM]] [--seeds 3]
 """
 import argparse
+import datetime
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import mean_std, write_results  # noqa: E402
 
 RUNNER = r'''
 import json, sys
+import torch
+torch.set_num_threads(int(sys.argv[3]))
 from recbole_llm.quick_start import run_recbole_llm
 res = run_recbole_llm(model=sys.argv[1], dataset="ml-100k", config_dict=json.loads(sys.argv[2]), saved=True)
 print("RESULT" + json.dumps(dict(res["test_result"])))
@@ -30,9 +39,9 @@ print("RESULT" + json.dumps(dict(res["test_result"])))
 BACKBONES = ("SASRec", "BERT4Rec", "GRU4Rec")
 
 
-def run(model, config):
+def run(model, config, threads=1):
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", RUNNER, model, json.dumps(config)], cwd=tmp,
+        out = subprocess.run([sys.executable, "-c", RUNNER, model, json.dumps(config), str(threads)], cwd=tmp,
                              capture_output=True, text=True,
                              env=dict(os.environ, PYTHONPATH=os.getcwd(), HF_HUB_OFFLINE="1"))
     if out.returncode:
@@ -41,11 +50,38 @@ def run(model, config):
     return json.loads(out.stdout.split("RESULT")[-1])
 
 
+def reduced(args, base, mltfr):
+    """``--reduced``: all ml-100k users, fewer epochs and a shorter history than the paper (CPU budget)."""
+    base.update({"hidden_size": args.hidden, "embedding_size": args.hidden, "inner_size": 4 * args.hidden,
+                 "MAX_ITEM_LIST_LENGTH": args.max_len, "train_batch_size": args.batch,
+                 "epochs": args.epochs, "stopping_step": 2})
+    mltfr.update({"round1_epochs": args.round1_epochs, "token_pool": args.pool})
+
+
+def summarise(results):
+    rows = []
+    for (backbone, wrapped), runs in results.items():
+        rows.append({"backbone": backbone, "model": f"MLTFR({backbone})" if wrapped else backbone,
+                     "seeds": len(runs), "HR@20": mean_std(r["hit@20"] for r in runs),
+                     "NDCG@20": mean_std(r["ndcg@20"] for r in runs),
+                     "run_s": mean_std(r["run_s"] for r in runs), "per_seed": runs})
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--reduced", action="store_true", help="all users, budgeted epochs/length (see reduced())")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-user-inter", type=int, default=40)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--max-len", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=2, help="--reduced: Round-2 epochs (bare: + round1)")
+    parser.add_argument("--round1-epochs", type=int, default=2)
+    parser.add_argument("--pool", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--deadline", help="UTC HH:MM: start no seed that the last seed's time says ends later")
     args = parser.parse_args()
     base = {"hidden_size": 64, "embedding_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
             "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "dropout_prob": 0.2,
@@ -59,26 +95,37 @@ def main():
         base.update({"user_inter_num_interval": f"[5,{args.max_user_inter})", "MAX_ITEM_LIST_LENGTH": 20,
                      "train_batch_size": 256, "epochs": 2, "stopping_step": 2})
         mltfr.update({"round1_epochs": 2, "token_pool": 1024})
-    rows = []
-    for backbone in BACKBONES:
-        for wrapped in (False, True):
-            results = []
-            for seed in range(args.seeds):
-                cfg = dict(base, seed=2020 + seed)
-                if wrapped:
-                    cfg.update(mltfr, backbone=backbone)
-                else:
-                    cfg["epochs"] = base["epochs"] + mltfr["round1_epochs"]
-                results.append(run("MLTFR" if wrapped else backbone, cfg))
-                print(backbone, wrapped, seed, results[-1], flush=True)
-            rows.append({"backbone": backbone, "model": f"MLTFR({backbone})" if wrapped else backbone,
-                         "HR@20": mean_std(r["hit@20"] for r in results),
-                         "NDCG@20": mean_std(r["ndcg@20"] for r in results),
-                         "per_seed": [dict(r) for r in results]})
-    table = [{k: v for k, v in r.items() if k != "per_seed"} for r in rows]
-    path = write_results("mltfr_accuracy" + ("_quick" if args.quick else ""), table,
-                         {"base": base, "mltfr": mltfr, "seeds": args.seeds},
-                         extra={"per_seed": {r["model"]: r["per_seed"] for r in rows}})
+    elif args.reduced:
+        reduced(args, base, mltfr)
+    name = "mltfr_accuracy" + ("_quick" if args.quick else "_reduced" if args.reduced else "")
+    # Seed-major order: every finished seed is a complete 6-model comparison, written at once.
+    results = {(b, w): [] for b in BACKBONES for w in (False, True)}
+    seed_s = []
+    for seed in range(args.seeds):
+        if args.deadline and seed_s:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            end = now.replace(hour=int(args.deadline[:2]), minute=int(args.deadline[3:]), second=0)
+            if now + datetime.timedelta(seconds=seed_s[-1]) > end:
+                print(f"stopping after {seed} seeds: the next would end after {args.deadline} UTC", flush=True)
+                break
+        t_seed = time.time()
+        for backbone, wrapped in results:
+            cfg = dict(base, seed=2020 + seed)
+            if wrapped:
+                cfg.update(mltfr, backbone=backbone)
+            else:
+                cfg["epochs"] = base["epochs"] + mltfr["round1_epochs"]
+            t = time.time()
+            result = dict(run("MLTFR" if wrapped else backbone, cfg, args.threads), run_s=time.time() - t, seed=2020 + seed)
+            results[backbone, wrapped].append(result)
+            print(backbone, wrapped, seed, result, flush=True)
+        seed_s.append(time.time() - t_seed)
+        rows = summarise(results)
+        table = [{k: v for k, v in r.items() if k != "per_seed"} for r in rows]
+        path = write_results(name, table, {"base": base, "mltfr": mltfr, "seeds_requested": args.seeds,
+                                           "torch_threads": args.threads},
+                             extra={"per_seed": {r["model"]: r["per_seed"] for r in rows},
+                                    "seconds_per_seed": seed_s})
     print(path)
 
 

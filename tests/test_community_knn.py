@@ -7,8 +7,9 @@ import pytest
 
 from recbole_llm.community.anchors import coverage_graph, greedy_coverage_anchors
 from recbole_llm.community.kernels import kernel_weights
-from recbole_llm.community.knn import (import_faiss, knn_search, resolve_faiss_device,
-                                       scaled_arccos_distance)
+from recbole_llm.community import knn as knn_module
+from recbole_llm.community.knn import (default_nlist, default_nprobe, import_faiss, knn_search,
+                                       resolve_faiss_device, resolve_index, scaled_arccos_distance)
 
 
 def brute_force_knn(x, k):
@@ -35,6 +36,33 @@ def test_ivf_index_finds_most_exact_neighbours():
     _, approx = knn_search(x, 10, faiss_device="cpu", index="ivf", nlist=16, nprobe=16)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall > 0.99  # probing every list is exact up to ties
+
+
+def test_hnsw_index_finds_most_exact_neighbours():
+    x = np.random.default_rng(2).normal(size=(2000, 8)).astype(np.float32)
+    _, exact = knn_search(x, 10, faiss_device="cpu", index="flat")
+    _, approx = knn_search(x, 10, faiss_device="cpu", index="hnsw", hnsw_m=16, ef_search=64)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert recall > 0.95
+
+
+def test_auto_index_is_exact_for_small_and_ivf_for_large_user_sets(monkeypatch):
+    assert resolve_index("auto", knn_module.EXACT_MAX_USERS) == "flat"
+    assert resolve_index("auto", knn_module.EXACT_MAX_USERS + 1) == "ivf"
+    assert resolve_index("hnsw", 10) == "hnsw"
+    with pytest.raises(ValueError, match="knn index must be one of"):
+        resolve_index("annoy", 10)
+    assert default_nlist(1_000_000) == 8192 and default_nlist(100_000) == 2048  # ~8 sqrt(n) ...
+    assert default_nlist(3000) == 64  # ... but >= 40 k-means points per list
+    assert default_nprobe(8192) == 64 and default_nprobe(64) == 16 and default_nprobe(8) == 8
+    x = np.random.default_rng(3).normal(size=(3000, 8)).astype(np.float32)
+    monkeypatch.setattr(knn_module, "EXACT_MAX_USERS", 1000)  # 3000 users count as "large" now
+    built = knn_module.build_index(knn_module.l2_normalize(x), "cpu", "auto")
+    assert built.nlist == default_nlist(3000) and built.nprobe == default_nprobe(built.nlist)
+    _, exact = knn_search(x, 10, faiss_device="cpu", index="flat")
+    _, approx = knn_search(x, 10, faiss_device="cpu")
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
+    assert recall > 0.95
 
 
 def test_scaled_arccos_distance_values():

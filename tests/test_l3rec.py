@@ -90,6 +90,10 @@ def test_bad_fusion_and_list_length_are_caught_before_training(tiny_l3rec):
         build(dict(tiny_l3rec, fusion_list_length=10))
     with pytest.raises(ValueError, match="num_local_models"):
         build(dict(tiny_l3rec, num_local_models=0))
+    with pytest.raises(ValueError, match="knn_index must be one of"):
+        build(dict(tiny_l3rec, knn_index="annoy"))
+    with pytest.raises(ValueError, match="knn_options accepts"):
+        build(dict(tiny_l3rec, knn_options={"nprobes": 8}))
 
 
 def test_parallel_process_and_ray_train_the_same_local_models(tiny_l3rec):

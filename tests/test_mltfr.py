@@ -1,12 +1,13 @@
 """MLTFR layers, semantic consensus and model behaviour (issue 4, items 3-8)."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: F401 (fixtures)
 from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
-                                            batched_token_attention, gated_expert_output,
+                                            batched_token_attention, expert_queries, gated_expert_output,
                                             straight_through_top_k, user_interest)
 
 
@@ -110,6 +111,52 @@ def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
     batched.pow(2).sum().backward()
     grads = [p.grad for e in experts for p in e.parameters() if p.grad is not None]
     assert len(grads) == len(loop_grads) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, loop_grads))
+
+
+@pytest.mark.parametrize("n_items", [8, 40])
+def test_queries_projected_per_item_equal_the_per_position_path(n_items):
+    """E = table[item_seq]: queries from the projected item table (8 items < 15 positions) give the
+    same expert output and gradients (experts and item table) as projecting every position."""
+    _, mask, seq = _inputs()
+    table = torch.randn(n_items, 8, requires_grad=True)
+    W_voc = torch.randn(30, 12)
+    experts = [TokenFilterExpert(8, 12, num_tokens=4, n_heads=2).eval() for _ in range(3)]
+    for e in experts:
+        torch.nn.init.normal_(e.W_o.weight)
+    gate = torch.softmax(torch.randn(3, 5, 3), -1)
+    outs, grads = [], []
+    for kwargs in ({}, {"item_seq": seq, "item_table": table}):
+        E = table[seq]
+        out = gated_expert_output(gate, batched_token_attention(experts, E, mask, W_voc, **kwargs), experts, mask)
+        out.pow(2).sum().backward()
+        outs.append(out)
+        grads.append([table.grad.clone()] + [p.grad.clone() for e in experts for p in e.parameters()
+                                             if p.grad is not None])
+        table.grad = None
+        for e in experts:
+            e.zero_grad()
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    assert len(grads[0]) == len(grads[1]) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(*grads))
+    weight, bias = torch.randn(24, 8), torch.randn(24)
+    from_table = expert_queries(torch.zeros(3, 5, 8), weight, bias, seq, table)  # ignores E iff table path
+    assert torch.allclose(from_table, F.linear(table[seq], weight, bias), atol=1e-5) == (n_items < seq.numel())
+
+
+def test_gated_output_at_real_items_equals_the_dense_computation():
+    """gated_expert_output computes only at real items; == the dense eq. 8 + 11-12 masked afterwards."""
+    E, mask, _ = _inputs()
+    experts = [TokenFilterExpert(8, 12, num_tokens=4, n_heads=2) for _ in range(3)]
+    for e in experts:
+        torch.nn.init.normal_(e.W_o.weight), torch.nn.init.normal_(e.W_o.bias)
+    gate = torch.softmax(torch.randn(3, 5, 3), -1)
+    attended = torch.randn(3, 5, 3, 8, requires_grad=True)
+    dense = sum(gate[..., m:m + 1] * e.W_o(attended[:, :, m]) for m, e in enumerate(experts))
+    dense = dense * mask.unsqueeze(-1)
+    out = gated_expert_output(gate, attended, experts, mask)
+    assert torch.allclose(out, dense, atol=1e-5) and torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+    out.sum().backward()
+    assert torch.equal(attended.grad[~mask], torch.zeros_like(attended.grad[~mask]))
+    assert attended.grad[mask].abs().sum() > 0
 
 
 def test_consensus_is_the_fisher_weighted_average():

@@ -25,7 +25,7 @@ def test_mltfr_wraps_backbone(backbone, mltfr_config):
 
     seen = []
     original = model.semantic_augmentation
-    model.semantic_augmentation = lambda seq, E: seen.append(tuple(seq.shape)) or original(seq, E)
+    model.semantic_augmentation = lambda seq, E, **kw: seen.append(tuple(seq.shape)) or original(seq, E, **kw)
     batch = first_batch(train).to(model.device)
     loss = model.calculate_loss(batch)
     loss.backward()

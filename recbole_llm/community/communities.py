@@ -10,8 +10,9 @@
 
 The summary logged is the paper's Table 2: users per community and coverage.
 """
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from logging import getLogger
 from typing import Optional
 
@@ -35,6 +36,7 @@ class Communities:
     test_weights: np.ndarray
     item_members: Optional[np.ndarray] = None
     anchor_coverage: Optional[list] = None
+    seconds: dict = field(default_factory=dict)  # wall time of each discovery stage
 
     @property
     def num_communities(self):
@@ -66,14 +68,17 @@ class Communities:
 def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth=None,
                          kernel="epanechnikov", knn_neighbors=100, faiss_device="auto",
                          user_mask=None, item_embeddings=None, item_bandwidth=None,
-                         knn_index="flat", **knn_options):
+                         knn_index="auto", knn_graph=None, **knn_options):
     """Anchors, kernel weights and optional item sets: a :class:`Communities`.
 
     ``user_mask`` marks the real users (e.g. not RecBole's padding id 0); the
     others are never anchors and get weight 0.  Warns when the test bandwidth
     leaves every community with at most its anchor (everyone falls back to the
-    global model).  ``knn_options`` (``nlist``, ``nprobe``, ``gpu_id``) go to
-    :func:`~recbole_llm.community.knn.knn_search`.
+    global model).  ``knn_index`` (auto | flat | ivf | hnsw) and ``knn_options`` (``nlist``,
+    ``nprobe``, ``hnsw_m``, ``ef_search``, ``gpu_id``) go to
+    :func:`~recbole_llm.community.knn.knn_search`.  ``knn_graph``: a precomputed
+    ``(distances, indices)`` kNN graph of the real users (rows in ``user_mask``
+    order) to reuse instead of searching again.
     """
     test_bandwidth = train_bandwidth if test_bandwidth is None else test_bandwidth
     user_embeddings = np.asarray(user_embeddings, dtype=np.float32)
@@ -83,10 +88,17 @@ def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth
     if q > len(real):
         raise ValueError(f"num_local_models q={q} exceeds the number of users ({len(real)})")
     emb = user_embeddings[real]
-    dist, idx = knn_search(emb, knn_neighbors, faiss_device=faiss_device, index=knn_index,
-                           **knn_options)
+    seconds, start = {}, time.perf_counter()
+    if knn_graph is None:
+        knn_graph = knn_search(emb, knn_neighbors, faiss_device=faiss_device, index=knn_index,
+                               **knn_options)
+    dist, idx = knn_graph
+    knn_graph = None  # the caller's references only
+    seconds["knn_graph"], start = time.perf_counter() - start, time.perf_counter()
     local_anchors, anchor_coverage = greedy_coverage_anchors(
         coverage_graph(dist, idx, test_bandwidth), q)
+    del dist, idx
+    seconds["anchors"], start = time.perf_counter() - start, time.perf_counter()
     anchor_dist = anchor_distances(emb, local_anchors)  # (q, n_real)
     train_w = np.zeros((q, n), np.float32)
     test_w = np.zeros((q, n), np.float32)
@@ -98,24 +110,26 @@ def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth
         item_bw = item_bandwidth if item_bandwidth is not None else train_bandwidth
         cos = l2_normalize(user_embeddings[anchors]) @ l2_normalize(item_embeddings).T
         item_members = scaled_arccos_distance(cos) < item_bw
-    communities = Communities(anchors, train_w, test_w, item_members, anchor_coverage)
+    seconds["kernels"] = time.perf_counter() - start
+    communities = Communities(anchors, train_w, test_w, item_members, anchor_coverage, seconds)
     stats = communities.stats(mask)
     if max(stats["users_per_community_test"]) <= 1:
         warnings.warn(
             f"L3Rec: bandwidth h={test_bandwidth} is so small that no community holds a user "
             "besides its anchor; such communities are too small to train and their users fall "
             "back to the global model (raise bandwidth)", RuntimeWarning)
-    log_community_table(stats)
+    log_community_table(stats, {k: round(v, 2) for k, v in seconds.items()})
     return communities
 
 
-def log_community_table(stats):
+def log_community_table(stats, seconds=None):
     """Log users per community and coverage, as the paper's Table 2."""
     logger = getLogger()
     logger.info(
         f"L3Rec communities: {len(stats['users_per_community_train'])} local models, "
         f"avg users per community {stats['avg_users_per_community']:.1f} of {stats['num_users']}, "
-        f"coverage {100 * stats['coverage']:.1f}%")
+        f"coverage {100 * stats['coverage']:.1f}%"
+        + (f"; seconds {seconds}" if seconds else ""))
     for j, (tr, te) in enumerate(zip(stats["users_per_community_train"],
                                      stats["users_per_community_test"])):
         items = stats.get("items_per_community")

@@ -1,17 +1,27 @@
 """Vectorised engine: many clients' local updates at once, exactly (LUMOS §3 at scale).
 
-Clients of a round are sorted by their number of rows and cut into chunks; each
-chunk trains every client's own copy of the parameters at once with
-``torch.func.vmap`` over ``grad(functional_call(client_loss))``: per-client
-parameters and Adam states are stacked along a leading client axis, rows are
-padded (padding rows have no target, so they add nothing to loss or gradient),
-gradients are clipped per client and Adam is applied per client with the same
-formulas as ``torch.optim.Adam`` (L2 weight decay, bias correction).  The result
-equals :class:`~recbole_llm.federated.client_update.SequentialEngine` up to float
+Clients of a round are sorted by their number of rows (then row length) and cut
+into chunks; each chunk trains every client's own copy of the parameters at once
+with ``torch.func.vmap`` over ``grad(functional_call(client_loss))``.  Per-client
+parameters live as the rows of one ``[clients, P]`` buffer; rows are padded
+(padding rows have no target, so they add nothing to loss or gradient);
+gradients are clipped per client and ``torch.optim.Adam`` (fused, L2 weight decay,
+bias correction) steps the whole buffer at once -- Adam is elementwise, so that is
+every client's own Adam step.  The result equals
+:class:`~recbole_llm.federated.client_update.SequentialEngine` up to float
 rounding.  A chunk is sent to the server as one :class:`ParameterUpdate` holding
 the weighted mean of its clients and their total weight, which keeps FedAvg exact.
+
+Work removed rather than parallelised (profiled on CPU, see docs/lumos.md):
+
+* one fused Adam call per step on the flat buffer instead of ~10 ops per tensor;
+* for causal backbones, a chunk's inputs are cut after its longest row: outputs
+  at earlier positions do not depend on the right padding, so this is exact;
+* dropout masks drawn with ``torch.rand`` (same Bernoulli(1 - p) keep mask and
+  1/(1 - p) scaling as ``nn.Dropout``; ``bernoulli_`` is ~3x slower on CPU).
 """
 import math
+from contextlib import contextmanager
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
@@ -31,22 +41,51 @@ class ClientObjective(torch.nn.Module):
         return self.model.client_loss(*batch)
 
 
-def stack_client_batches(clients, use_views, max_len):
-    """Pad every client's rows to the chunk's largest row count and stack them."""
+def stack_client_batches(clients, use_views, max_len, trim=False):
+    """Pad every client's rows to the chunk's largest row count and stack them.
+
+    ``trim`` (causal backbones only) cuts the right padding shared by all rows:
+    ``[..., :longest row]`` for the rows and, apart, for the views.
+    """
     rows = max(c.num_rows for c in clients)
     n = len(clients)
-    inputs = torch.zeros(n, rows, max_len, dtype=torch.long)
+    width = max(int(c.lengths.max()) for c in clients) if trim else max_len
+    inputs = torch.zeros(n, rows, width, dtype=torch.long)
     targets = torch.zeros_like(inputs)
     lengths = torch.ones(n, rows, dtype=torch.long)  # padding rows: length 1, no target
     for i, c in enumerate(clients):
-        inputs[i, :c.num_rows] = c.inputs
-        targets[i, :c.num_rows] = c.targets
+        inputs[i, :c.num_rows] = c.inputs[:, :width]
+        targets[i, :c.num_rows] = c.targets[:, :width]
         lengths[i, :c.num_rows] = c.lengths
     batch = [inputs, targets, lengths]
     if use_views:
         views = [client_batch(c, True) for c in clients]
-        batch += [torch.stack([v[3] for v in views]), torch.stack([v[4] for v in views])]
+        view_lengths = torch.stack([v[4] for v in views])
+        view_width = int(view_lengths.max()) if trim else max_len
+        batch += [torch.stack([v[3][:, :view_width] for v in views]), view_lengths]
     return batch
+
+
+@contextmanager
+def rand_mask_dropout(model):
+    """Within the block, the model's ``nn.Dropout`` layers draw their masks with ``torch.rand``."""
+    layers = [m for m in model.modules() if type(m) is torch.nn.Dropout and m.p > 0]
+    for layer in layers:
+        layer.forward = _rand_mask_dropout.__get__(layer)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+def _rand_mask_dropout(self, x):
+    """``nn.Dropout.forward``: keep each entry with probability 1 - p, scaled by 1 / (1 - p)."""
+    if not self.training or self.p == 0:
+        return x
+    if self.p == 1:
+        return x * 0.0
+    return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
 
 
 class VectorizedEngine:
@@ -63,7 +102,7 @@ class VectorizedEngine:
 
     def _chunks(self, clients):
         per_row = self.model.max_seq_length * self.model.n_items
-        order = sorted(clients, key=lambda c: c.num_rows)
+        order = sorted(clients, key=lambda c: (c.num_rows, int(c.lengths.max())))
         chunk = []
         for c in order:
             if chunk and (len(chunk) + 1) * c.num_rows * per_row > self.chunk_elements:
@@ -84,37 +123,46 @@ class VectorizedEngine:
     def train_chunk(self, global_params, clients):
         spec, model = self.spec, self.model
         device = next(model.parameters()).device
-        names = list(trainable_parameters(model))
+        shapes = {k: global_params[k].shape for k in trainable_parameters(model)}
         n = len(clients)
-        params = {k: global_params[k].to(device).unsqueeze(0).repeat(n, *[1] * global_params[k].dim())
-                  for k in names}
-        exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
-        exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
-        batch = [t.to(device) for t in stack_client_batches(clients, model.use_views, model.max_seq_length)]
+        flat = flatten_parameters(global_params, shapes, device).repeat(n, 1)  # [n, P]: θ_u of every client
+        params = parameter_views(flat, shapes)
+        optimizer = torch.optim.Adam([flat], lr=spec.learning_rate, betas=spec.betas, eps=spec.eps,
+                                     weight_decay=spec.weight_decay,
+                                     fused=device.type in ("cpu", "cuda") or None)
+        batch = [t.to(device) for t in stack_client_batches(clients, model.use_views, model.max_seq_length,
+                                                            trim=model.causal)]
 
         def loss_fn(p, *data):
             return functional_call(self.objective, {"model." + k: v for k, v in p.items()}, data)
 
         step_fn = vmap(grad_and_value(loss_fn), randomness="different")
-        beta1, beta2 = spec.betas
         model.train()
-        for step in range(1, spec.local_epochs + 1):
-            grads, losses = step_fn(params, *batch)
-            with torch.no_grad():
-                sq = sum(g.pow(2).reshape(n, -1).sum(1) for g in grads.values())
-                coef = (spec.clip_norm / (sq.sqrt() + 1e-6)).clamp(max=1.0)
-                bc1 = 1 - beta1 ** step
-                bc2_sqrt = math.sqrt(1 - beta2 ** step)
-                for k in names:
-                    g = grads[k] * coef.view(n, *[1] * (grads[k].dim() - 1))
-                    if spec.weight_decay:
-                        g = g.add(params[k], alpha=spec.weight_decay)
-                    exp_avg[k].lerp_(g, 1 - beta1)
-                    exp_avg_sq[k].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                    denom = (exp_avg_sq[k].sqrt() / bc2_sqrt).add_(spec.eps)
-                    params[k].addcdiv_(exp_avg[k], denom, value=-spec.learning_rate / bc1)
+        with rand_mask_dropout(model):
+            for _ in range(spec.local_epochs):
+                grads, losses = step_fn(params, *batch)
+                with torch.no_grad():
+                    g = torch.cat([grads[k].reshape(n, -1) for k in shapes], 1)
+                    # clip_grad_norm_ of each client: g * min(1, max_norm / (||g|| + 1e-6))
+                    coef = (spec.clip_norm / (torch.linalg.vector_norm(g, dim=1) + 1e-6)).clamp_(max=1.0)
+                    flat.grad = g.mul_(coef.unsqueeze(1))
+                optimizer.step()  # Adam is elementwise: one step on [n, P] is every client's own step
         weights = torch.tensor([spec.client_weight(c) for c in clients], dtype=torch.float64, device=device)
-        share = weights / weights.sum()
-        mean = {k: (params[k].double() * share.view(n, *[1] * (params[k].dim() - 1))).sum(0)
-                .to(params[k].dtype) for k in names}
-        return ParameterUpdate(mean, float(weights.sum()), n), losses.detach()
+        mean = ((flat.double() * (weights / weights.sum()).unsqueeze(1)).sum(0)).to(flat.dtype)
+        tensors = {k: v[0].clone() for k, v in parameter_views(mean.unsqueeze(0), shapes).items()}
+        return ParameterUpdate(tensors, float(weights.sum()), n), losses.detach()
+
+
+def flatten_parameters(params, shapes, device):
+    """``[1, P]``: the tensors of ``params`` named in ``shapes``, flattened and concatenated."""
+    return torch.cat([params[k].to(device).reshape(1, -1) for k in shapes], 1)
+
+
+def parameter_views(flat, shapes):
+    """``{name: [n, *shape] view}`` into the rows of a ``[n, P]`` buffer (the inverse of flattening)."""
+    views, offset = {}, 0
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        views[name] = flat[:, offset:offset + size].view(flat.shape[0], *shape)
+        offset += size
+    return views

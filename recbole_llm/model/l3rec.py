@@ -30,6 +30,7 @@ from torch import nn
 
 from recbole_llm.community.fusion import FUSIONS, fuse, with_global_fallback
 from recbole_llm.community.kernels import KERNELS
+from recbole_llm.community.knn import KNN_INDEXES, KNN_OPTIONS
 from recbole_llm.community.local_models import PARALLEL_MODES
 from recbole_llm.config import Config
 from recbole_llm.utils import get_model
@@ -128,6 +129,11 @@ class L3Rec(SequentialRecommender):
                 raise ValueError(f"{key} must be > 0, got {config[key]!r}")
         if config["parallel"] not in PARALLEL_MODES:
             raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {config['parallel']!r}")
+        if config["knn_index"] not in KNN_INDEXES:
+            raise ValueError(f"knn_index must be one of {KNN_INDEXES}, got {config['knn_index']!r}")
+        unknown = set(config["knn_options"] or {}) - set(KNN_OPTIONS)
+        if unknown:
+            raise ValueError(f"knn_options accepts {KNN_OPTIONS}, got unknown {sorted(unknown)}")
         if self.rrf_k < 0:
             raise ValueError(f"rrf_k must be >= 0, got {self.rrf_k}")
         topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]

@@ -155,14 +155,19 @@ class MLTFR(SequentialRecommender):
         return getattr(self, f"vocab_{int(j)}")
 
     # ----- semantic augmentation (eq. 1-15) ---------------------------------------------
-    def semantic_augmentation(self, item_seq, E):
-        """W_output (B x L x d): gated experts (eq. 11-12) plus alpha * W_SC in round 2 (eq. 15)."""
+    def semantic_augmentation(self, item_seq, E, item_table=None):
+        """W_output (B x L x d): gated experts (eq. 11-12) plus alpha * W_SC in round 2 (eq. 15).
+
+        ``item_table``: the backbone's item-embedding weight when E is its lookup of ``item_seq``
+        (the hook's case), so the experts' queries can be projected per item instead of per position.
+        """
         mask = item_seq != 0
         if self.expert_mode == "filter":  # batched: one pass per distinct vocabulary, one gated W_o
             parts, order = [], []
             for v in sorted(set(self.expert_vocab)):
                 members = [m for m, u in enumerate(self.expert_vocab) if u == v]
-                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v)))
+                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v),
+                                                    item_seq, item_table))
                 order += members
             attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
             W_output = gated_expert_output(self.gate.weights(E), attended, self.experts, mask)
@@ -179,7 +184,7 @@ class MLTFR(SequentialRecommender):
         if lookup is None or not lookup.matches(inputs[0]):
             return None
         lookup.hits += 1
-        return output + self.semantic_augmentation(inputs[0], output)
+        return output + self.semantic_augmentation(inputs[0], output, item_table=module.weight)
 
     @contextmanager
     def _encoding_input(self, interaction):

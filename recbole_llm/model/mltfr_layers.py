@@ -167,20 +167,36 @@ def _stacked(layers, dim=0):
     return torch.cat([layer.weight for layer in layers], dim), torch.cat([layer.bias for layer in layers])
 
 
-def batched_token_attention(experts, E, mask, W_voc):
+def expert_queries(E, q_weight, q_bias, item_seq=None, item_table=None):
+    """Eq. 9's queries E W_q + b of all experts (B x L x n d).
+
+    E is the lookup ``item_table[item_seq]``, so E W_q + b == (item_table W_q + b)[item_seq]:
+    when the table has fewer rows than the batch has positions (ml-100k: 1,683 items vs
+    128 x 50 positions) it is projected once and gathered; otherwise every position is projected.
+    """
+    if item_table is not None and item_table.shape[0] < item_seq.numel():
+        return F.embedding(item_seq, F.linear(item_table, q_weight, q_bias))  # cheaper backward than [ ]
+    return F.linear(E, q_weight, q_bias)
+
+
+def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=None):
     """Eq. 1-10 of TokenFilterExpert for ``experts`` that read the same W_voc (N x d_llm).
 
     Same maths as calling each expert (before its W_o), with the experts' weights
     concatenated: the table is projected once by [W_align_1..n] (routing) and the
-    selected tokens once by [W_k_1, W_v_1, ..., W_k_n, W_v_n].  Returns the attended
-    values (B x L x n x d), the input of the gated W_o of :func:`gated_expert_output`.
+    selected tokens once by [W_k_1..n] and [W_v_1..n].  Keys and values are laid out
+    users x K x n x d, so the n experts' H heads are the n H heads of one attention call
+    and queries, keys and values are views of their GEMM outputs (no copies).  Returns
+    the attended values (B x L x n x d), the input of :func:`gated_expert_output`.
+    ``item_seq``/``item_table``: give both when E is ``item_table[item_seq]`` (see :func:`expert_queries`).
     """
     first, n = experts[0], len(experts)
     (B, L, d), N, K, H = E.shape, W_voc.shape[0], first.num_tokens, first.n_heads
-    kv_weight, kv_bias = _stacked([layer for e in experts for layer in (e.W_k, e.W_v)])
-    kv_bias = kv_bias.view(n, 1, 1, 2 * d)
-    if first.token_filter == "all":  # keys/values of the whole table, shared by the batch: n x 1 x N x 2d
-        kv = F.linear(W_voc, kv_weight).view(N, n, 2 * d).transpose(0, 1).unsqueeze(1) + kv_bias
+    k_weight, k_bias = _stacked([e.W_k for e in experts])                # n d x d_llm, n d
+    v_weight, v_bias = _stacked([e.W_v for e in experts])
+    if first.token_filter == "all":  # keys/values of the whole table, shared by the batch: 1 x N x n x d
+        keys = F.linear(W_voc, k_weight, k_bias).view(1, N, n, d)
+        values = F.linear(W_voc, v_weight, v_bias).view(1, N, n, d)
     else:
         if first.token_filter == "user" and B * K >= N:  # eq. 2-6, all experts' logits n x B x N at once
             align_weight, align_bias = _stacked([e.W_align for e in experts])
@@ -193,43 +209,46 @@ def batched_token_attention(experts, E, mask, W_voc):
         else:  # random: K random tokens per user and expert
             index = torch.rand(n, B, N, device=E.device).topk(K, dim=-1).indices
             weight = torch.ones(index.shape, device=E.device, dtype=E.dtype)
+        index, weight = index.permute(1, 2, 0), weight.permute(1, 2, 0).unsqueeze(-1)  # B x K x n
         # (b_st * W_voc[I]) W_k + c == b_st * (W_voc[I] W_k) + c.  When an expert's B K selections
-        # cover the table, project the whole table once by all experts' stacked [W_k, W_v];
+        # cover the table, project the whole table once by all experts' stacked weights;
         # otherwise (large table, no pool) each expert projects only its own selected rows.
         if B * K >= N:
-            projected = F.linear(W_voc, kv_weight).view(N, n, 2 * d)    # N x n x 2d
-            expert_id = torch.arange(n, device=E.device).view(n, 1, 1)
-            kv = projected[index, expert_id]                             # n x B x K x 2d
+            expert_id = torch.arange(n, device=E.device)
+
+            def selected(weight_, bias_):  # B x K x n x d
+                return F.linear(W_voc, weight_).view(N, n, d)[index, expert_id] * weight + bias_.view(n, d)
         else:
-            rows = W_voc[index.view(n, -1)]                              # n x B K x d_llm
-            kv = torch.bmm(rows, kv_weight.view(n, 2 * d, -1).transpose(1, 2)).view(n, B, K, 2 * d)
-        kv = kv * weight.unsqueeze(-1) + kv_bias
-    keys, values = kv.split(d, dim=-1)
-    # 1/sqrt(d/H) of eq. 10 folded into W_q (n d x d entries) instead of the n B H L K scores
-    scale = 1.0 / math.sqrt(d // H)
-    q_weight, q_bias = _stacked([e.W_q for e in experts])
-    q = F.linear(E, q_weight * scale, q_bias * scale)                    # B x L x n d
+            rows = W_voc[index.reshape(-1, n).T]                         # n x B K x d_llm
+
+            def selected(weight_, bias_):
+                out = torch.bmm(rows, weight_.view(n, d, -1).transpose(1, 2))    # n x B K x d
+                return out.transpose(0, 1).reshape(B, K, n, d) * weight + bias_.view(n, d)
+        keys, values = selected(k_weight, k_bias), selected(v_weight, v_bias)
     # Queries are independent rows of eq. 10: with keys shared by the batch ("all") the B users'
-    # queries stack into one n x H x (B L) block instead of copying the keys B times.
-    users, rows = (B, L) if kv.shape[1] == B else (1, B * L)
-    q = q.view(B, L, n, H, d // H).permute(2, 0, 1, 3, 4).reshape(n, users, rows, H, d // H)
-    q = q.transpose(2, 3).contiguous()                                   # n x users x H x rows x d/H
+    # queries stack into one block of B L rows instead of copying the keys B times.
+    users, rows = keys.shape[0], B * L // keys.shape[0]
+    q_weight, q_bias = _stacked([e.W_q for e in experts])
 
-    def heads(x):  # contiguous per (expert, user, head): the batched matmuls stay on plain GEMMs
-        return x.reshape(n, users, -1, H, d // H).transpose(2, 3).contiguous()  # n x users x H x T x d/H
+    def heads(x):  # users x T x n d -> users x n H x T x d/H (a view)
+        return x.reshape(users, -1, n * H, d // H).transpose(1, 2)
 
-    k, v = heads(keys), heads(values)
-    attended = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v        # eq. 10 (q pre-scaled)
-    return attended.transpose(2, 3).reshape(n, B, L, d).permute(1, 2, 0, 3)
+    # eq. 10, softmax(q k^T / sqrt(d/H)) v for all n H heads, through PyTorch's fused attention kernel
+    queries = expert_queries(E, q_weight, q_bias, item_seq, item_table)
+    attended = F.scaled_dot_product_attention(heads(queries), heads(keys), heads(values))
+    return attended.transpose(1, 2).reshape(B, L, n, d)
 
 
 def gated_expert_output(gate, attended, experts, mask):
     """Eq. 8 and 11-12 together: sum_m G_m (W_o_m(attended_m)) at real items, as one GEMM.
 
     sum_m G_m (a_m W_o_m^T + c_m) = [G_1 a_1, ..., G_n a_n] [W_o_1, ..., W_o_n]^T + G [c_1; ...; c_n].
+    Computed only at the real items (``mask``) and scattered back: W_expert is zero at padding.
     """
     B, L, n, d = attended.shape
     weight, bias = _stacked([e.W_o for e in experts], dim=1)             # d x n d, n d
-    gated = (attended * gate.unsqueeze(-1)).reshape(B, L, n * d)
-    out = F.linear(gated, weight) + gate @ bias.view(n, d)
-    return out * mask.unsqueeze(-1).to(out.dtype)
+    g = gate[mask]                                                       # R x n, R real items
+    gated = (attended[mask] * g.unsqueeze(-1)).reshape(-1, n * d)
+    out = attended.new_zeros(B, L, d)
+    out[mask] = torch.addmm(g @ bias.view(n, d), gated, weight.T)
+    return out

@@ -80,7 +80,7 @@ class L3RecTrainer(Trainer):
             kernel=config["kernel"], knn_neighbors=config["knn_neighbors"],
             faiss_device=config["faiss_device"], knn_index=config["knn_index"], user_mask=user_mask,
             item_embeddings=item_emb if config["item_communities"] else None,
-            item_bandwidth=config["item_bandwidth"])
+            item_bandwidth=config["item_bandwidth"], **(config["knn_options"] or {}))
 
     def local_tasks(self, train_data):
         """One :class:`LocalTask` per community large enough to train."""
