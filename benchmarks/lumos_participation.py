@@ -14,21 +14,20 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import write_results  # noqa: E402
-from benchmarks.lumos_robustness import study_config  # noqa: E402
+from benchmarks.lumos_robustness import add_study_arguments, save_study, study_config  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", default="LUMOS")
+    add_study_arguments(parser)
+    parser.add_argument("--sizes", nargs="*", type=int, default=None, help="clients per round")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from recbole_llm.quick_start import run_recbole_llm
 
     n_clients = 943  # ml-100k users with training data
-    sizes = (16, 32, 64, 128) if args.quick else (32, 64, 128, 512)
-    overrides = study_config(args.quick, metrics=("Hit", "NDCG", "MRR"))
+    sizes = args.sizes or ((16, 32, 64, 128) if args.quick else (32, 64, 128, 512))
+    overrides = study_config(args.quick, metrics=("Hit", "NDCG", "MRR"), rounds=args.rounds)
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     rows = []
@@ -40,7 +39,8 @@ def main():
                      "HR@20": test["hit@20"], "NDCG@20": test["ndcg@20"]})
         print(rows[-1], flush=True)
     os.chdir(repo)
-    write_results("lumos_participation" + ("_quick" if args.quick else ""), rows, overrides)
+    save_study("lumos_participation" + ("_quick" if args.quick else ""), rows, overrides,
+               lambda r: (r["model"], r["clients_per_round"]), args.append)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,37 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import write_results  # noqa: E402
 
 
-def study_config(quick, metrics=("Hit", "NDCG")):
+def study_config(quick, metrics=("Hit", "NDCG"), rounds=None):
     """Settings shared by the Fig. 2 and Fig. 3 studies (paper's in full mode, shrunk in quick)."""
     return dict(state="WARNING", show_progress=False, metrics=list(metrics), topk=[20],
-                valid_metric="NDCG@20", rounds=20 if quick else 100, eval_step=5 if quick else 10,
+                valid_metric="NDCG@20", rounds=rounds or (20 if quick else 100), eval_step=5 if quick else 10,
                 hidden_size=32 if quick else 64, inner_size=128 if quick else 256,
                 MAX_ITEM_LIST_LENGTH=20 if quick else 50, local_epochs=5)
+
+
+def add_study_arguments(parser):
+    """The flags the Fig. 2 and Fig. 3 scripts share."""
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default="LUMOS")
+    parser.add_argument("--rounds", type=int, default=None, help="FedAvg rounds (default 20 quick, 100 full)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in the results file, replacing those run again")
+
+
+def save_study(name, rows, config, key, append):
+    """Write the study's rows; with ``append``, merged with the file's rows (same ``key`` replaced)."""
+    import json
+
+    from benchmarks.common import RESULTS_DIR
+
+    path = os.path.join(RESULTS_DIR, name + ".json")
+    if append and os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        fresh = {key(r) for r in rows}
+        rows = [r for r in old["rows"] if key(r) not in fresh] + rows
+        config = dict(config, earlier_runs=old["config"].get("earlier_runs", []) + [old["config"]])
+    write_results(name, rows, config)
 
 
 def attacker_sequence(rng, length, n_items, target, popular, knowledge, kind):
@@ -86,14 +111,14 @@ def run(model_name, overrides, fraction, kind, knowledge, seed=0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", default="LUMOS")
+    add_study_arguments(parser)
+    parser.add_argument("--fractions", nargs="*", type=float, default=[0.1, 0.3], help="noisy-client shares")
     parser.add_argument("--attacks", nargs="*", default=["none", "noise", "promotion"])
     parser.add_argument("--knowledge", nargs="*", type=float, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    overrides = study_config(args.quick)
-    settings = [("none", 0.0, 0.0)] + [("noise", f, 0.0) for f in (0.1, 0.3)]
+    overrides = study_config(args.quick, rounds=args.rounds)
+    settings = [("none", 0.0, 0.0)] + [("noise", f, 0.0) for f in args.fractions]
     levels = args.knowledge or ((0.3, 0.9) if args.quick else (0.3, 0.6, 0.9))
     settings += [("promotion", 0.1, k) for k in levels]
     settings = [s for s in settings if s[0] in args.attacks]
@@ -107,7 +132,8 @@ def main():
                           "knowledge": knowledge}, **res))
         print(rows[-1], flush=True)
     os.chdir(repo)
-    write_results("lumos_robustness" + ("_quick" if args.quick else ""), rows, overrides)
+    save_study("lumos_robustness" + ("_quick" if args.quick else ""), rows, overrides,
+               lambda r: (r["model"], r["attack"], r["attacker_fraction"], r["knowledge"]), args.append)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,64 @@ def test_semantic_and_augment_generators_return_valid_item_ids():
     assert all(set(tv.paraphrase) <= set(s) and set(tv.future) <= set(s) for tv, s in zip(aug, sequences))
 
 
+def test_cached_views_are_aligned_like_the_anchor():
+    """Row 0 of a client's view tensor is the anchor S_u exactly as the backbone sees it
+    (last max_len items, left-aligned, 0-padded); every view row is padded the same way."""
+    from recbole_llm.federated.client_data import make_client
+    from recbole_llm.federated.views import prepare_views
+
+    emb = np.random.default_rng(1).normal(size=(60, 8)).astype(np.float32)
+    max_len = 10
+    clients = [make_client(1, list(range(5, 30)), max_len), make_client(2, [3, 9, 4], max_len)]
+    prepare_views(clients, SemanticViewGenerator(emb, max_len, seed=0, future_length=3), max_len)
+    for c in clients:
+        anchor, anchor_len = c.anchor(max_len)
+        assert torch.equal(c.views[0], anchor[0]) and int(c.view_lengths[0]) == int(anchor_len[0])
+        # the anchor's last item is the last training item, as in RecBole's valid input
+        assert int(c.views[0, c.view_lengths[0] - 1]) == int(c.sequence[-1])
+        for row, n in zip(c.views, c.view_lengths.tolist()):
+            assert 1 <= n <= max_len and (row[:n] >= 1).all() and (row[:n] < 60).all()
+            assert (row[n:] == 0).all()
+    assert c.view_lengths.tolist() == [3, 6, 3, 3]  # S_u, S_u + 3 future items, paraphrase, counterfactual
+
+
+def test_each_evaluation_scores_the_new_global_model(split, monkeypatch):
+    """The model RecBole's evaluator scores after a round holds the server's new average."""
+    from recbole_llm.federated.server import FedAvgServer
+    from recbole_llm.trainer import LUMOSTrainer
+
+    config, dataset, train, valid, test = split
+    old = {k: config[k] for k in ("rounds", "eval_step", "view_generator", "cl_weight")}
+    config["rounds"], config["eval_step"] = 3, 1
+    aggregated, evaluated = [], []
+    aggregate, valid_epoch = FedAvgServer.aggregate, LUMOSTrainer._valid_epoch
+
+    def spy_aggregate(self, updates):
+        out = aggregate(self, updates)
+        aggregated.append({k: v.clone() for k, v in out.items()})
+        return out
+
+    def spy_valid(self, *args, **kwargs):
+        evaluated.append({k: v.detach().clone() for k, v in self.model.named_parameters()})
+        return valid_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(FedAvgServer, "aggregate", spy_aggregate)
+    monkeypatch.setattr(LUMOSTrainer, "_valid_epoch", spy_valid)
+    try:
+        model = build(config, train, view_generator="augment", cl_weight=0.1)
+        start = {k: v.detach().clone() for k, v in model.named_parameters()}
+        LUMOSTrainer(config, model).fit(train, valid, verbose=False, saved=False)
+    finally:
+        for k, v in old.items():
+            config[k] = v
+    assert len(aggregated) == len(evaluated) == 3
+    for avg, seen in zip(aggregated, evaluated):
+        assert set(avg) == set(seen)
+        assert all(torch.equal(avg[k], seen[k]) for k in avg)
+    moved = [max(float((a[k] - b[k]).abs().max()) for k in a) for a, b in zip(evaluated, [start] + evaluated)]
+    assert min(moved) > 1e-5  # every round changed the global model
+
+
 def _tiny_gpt2(path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
