@@ -113,8 +113,7 @@ def worker(spec):
         sample = np.random.default_rng(1).choice(len(x), spec["recall_queries"], replace=False)
         recall_start = time.perf_counter()
         _, exact = numpy_knn(x, k, sample)
-        extra["recall_at_k"] = float(np.mean([len(set(a) & set(e)) / k
-                                              for a, e in zip(graph[1][sample], exact)]))
+        extra["recall_at_k"] = recall_at_k(graph[1][sample], exact)
         extra["recall_queries"] = int(spec["recall_queries"])
         extra["recall_seconds"] = time.perf_counter() - recall_start
     else:
@@ -136,6 +135,12 @@ def run_worker(spec, threads):
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def recall_at_k(approx, exact):
+    """Mean share of each query's exact k neighbours that the approximate search also found."""
+    k = exact.shape[1]
+    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
 
 
 def agreement(a, b):

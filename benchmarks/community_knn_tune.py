@@ -22,18 +22,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.community_knn import synthetic_users  # noqa: E402
+from benchmarks.community_knn import recall_at_k, synthetic_users  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
-
-
-def recall_at_k(approx, exact):
-    k = exact.shape[1]
-    return float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
 
 
 def parse_config(text):
