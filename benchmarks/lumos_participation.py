@@ -14,7 +14,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.lumos_robustness import add_study_arguments, save_study, study_config  # noqa: E402
+from benchmarks.lumos_robustness import add_study_arguments, previous_study, save_study, study_config, study_name  # noqa: E402
 
 
 def main():
@@ -28,6 +28,8 @@ def main():
     n_clients = 943  # ml-100k users with training data
     sizes = args.sizes or ((16, 32, 64, 128) if args.quick else (32, 64, 128, 512))
     overrides = study_config(args.quick, metrics=("Hit", "NDCG", "MRR"), rounds=args.rounds)
+    name = study_name("lumos_participation", args)
+    previous = previous_study(name, args.append)
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     rows = []
@@ -38,9 +40,8 @@ def main():
         rows.append({"model": args.model, "clients_per_round": n, "MRR@20": test["mrr@20"],
                      "HR@20": test["hit@20"], "NDCG@20": test["ndcg@20"]})
         print(rows[-1], flush=True)
+        save_study(name, rows, overrides, lambda r: (r["model"], r["clients_per_round"]), previous)
     os.chdir(repo)
-    save_study("lumos_participation" + ("_quick" if args.quick else ""), rows, overrides,
-               lambda r: (r["model"], r["clients_per_round"]), args.append)
 
 
 if __name__ == "__main__":

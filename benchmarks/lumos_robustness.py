@@ -41,20 +41,31 @@ def add_study_arguments(parser):
                         help="keep the rows already in the results file, replacing those run again")
 
 
-def save_study(name, rows, config, key, append):
-    """Write the study's rows; with ``append``, merged with the file's rows (same ``key`` replaced)."""
+def study_name(base, args):
+    """Results file name: ``base``, ``_quick`` in quick mode, ``_<N>rounds`` when --rounds is given."""
+    return base + ("_quick" if args.quick else "") + (f"_{args.rounds}rounds" if args.rounds else "")
+
+
+def previous_study(name, append):
+    """With ``append``: the rows and configs already in ``benchmarks/results/<name>.json``."""
     import json
 
     from benchmarks.common import RESULTS_DIR
 
     path = os.path.join(RESULTS_DIR, name + ".json")
-    if append and os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
-        fresh = {key(r) for r in rows}
-        rows = [r for r in old["rows"] if key(r) not in fresh] + rows
-        config = dict(config, earlier_runs=old["config"].get("earlier_runs", []) + [old["config"]])
-    write_results(name, rows, config)
+    if not (append and os.path.exists(path)):
+        return [], []
+    with open(path) as f:
+        old = json.load(f)
+    return old["rows"], old["config"].get("earlier_runs", []) + [old["config"]]
+
+
+def save_study(name, rows, config, key, previous=([], [])):
+    """Write the study's rows merged with ``previous`` (see :func:`previous_study`; same ``key`` replaced)."""
+    old_rows, earlier = previous
+    fresh = {key(r) for r in rows}
+    rows = [r for r in old_rows if key(r) not in fresh] + rows
+    write_results(name, rows, dict(config, earlier_runs=earlier) if earlier else config)
 
 
 def attacker_sequence(rng, length, n_items, target, popular, knowledge, kind):
@@ -122,6 +133,8 @@ def main():
     levels = args.knowledge or ((0.3, 0.9) if args.quick else (0.3, 0.6, 0.9))
     settings += [("promotion", 0.1, k) for k in levels]
     settings = [s for s in settings if s[0] in args.attacks]
+    name = study_name("lumos_robustness", args)
+    previous = previous_study(name, args.append)
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     rows = []
@@ -131,9 +144,10 @@ def main():
         rows.append(dict({"model": args.model, "attack": kind, "attacker_fraction": fraction,
                           "knowledge": knowledge}, **res))
         print(rows[-1], flush=True)
+        # rewritten after every run, so a run cut off keeps what it measured
+        save_study(name, rows, overrides,
+                   lambda r: (r["model"], r["attack"], r["attacker_fraction"], r["knowledge"]), previous)
     os.chdir(repo)
-    save_study("lumos_robustness" + ("_quick" if args.quick else ""), rows, overrides,
-               lambda r: (r["model"], r["attack"], r["attacker_fraction"], r["knowledge"]), args.append)
 
 
 if __name__ == "__main__":
