@@ -2,14 +2,18 @@
 
 The number of clients sampled per round is set through ``client_fraction``
 (n / number of clients); everything else is fixed.  Reports test MRR@20,
-HR@20 and NDCG@20 of the best-valid model for each n.
+HR@20 and NDCG@20 of the best-valid model for each n.  ``--individual`` adds the
+paper's "individual learning" reference at the same n: every sampled client trains
+only its own model, nothing is averaged (``individual_learning: True``,
+:mod:`recbole_llm.federated.individual`).
 
-    python benchmarks/lumos_participation.py [--quick] [--model LUMOS]
+    python benchmarks/lumos_participation.py [--quick] [--model LUMOS] [--individual] [--only-individual]
 """
 import argparse
 import os
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -21,6 +25,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_study_arguments(parser)
     parser.add_argument("--sizes", nargs="*", type=int, default=None, help="clients per round")
+    parser.add_argument("--individual", action="store_true", help="also run individual learning")
+    parser.add_argument("--only-individual", action="store_true", help="run individual learning only")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from recbole_llm.quick_start import run_recbole_llm
@@ -30,17 +36,26 @@ def main():
     overrides = study_config(args.quick, metrics=("Hit", "NDCG", "MRR"), rounds=args.rounds)
     name = study_name("lumos_participation", args)
     previous = previous_study(name, args.append)
+    for row in previous[0]:  # rows written before individual learning existed are federated
+        row.setdefault("learning", "federated")
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
+    learning = ([] if args.only_individual else ["federated"]) + \
+        (["individual"] if args.individual or args.only_individual else [])
     rows = []
     for n in sizes:
-        res = run_recbole_llm(model=args.model, dataset="ml-100k", config_dict=dict(
-            overrides, client_fraction=n / n_clients, checkpoint_dir=os.path.join(tmp, "saved")))
-        test = res["test_result"]
-        rows.append({"model": args.model, "clients_per_round": n, "MRR@20": test["mrr@20"],
-                     "HR@20": test["hit@20"], "NDCG@20": test["ndcg@20"]})
-        print(rows[-1], flush=True)
-        save_study(name, rows, overrides, lambda r: (r["model"], r["clients_per_round"]), previous)
+        for mode in learning:
+            start = time.time()
+            res = run_recbole_llm(model=args.model, dataset="ml-100k", config_dict=dict(
+                overrides, client_fraction=n / n_clients, individual_learning=mode == "individual",
+                checkpoint_dir=os.path.join(tmp, "saved")))
+            test = res["test_result"]
+            rows.append({"model": args.model, "learning": mode, "clients_per_round": n,
+                         "MRR@20": test["mrr@20"], "HR@20": test["hit@20"], "NDCG@20": test["ndcg@20"],
+                         "wall_s": round(time.time() - start, 1)})
+            print(rows[-1], flush=True)
+            save_study(name, rows, overrides,
+                       lambda r: (r["model"], r.get("learning", "federated"), r["clients_per_round"]), previous)
     os.chdir(repo)
 
 

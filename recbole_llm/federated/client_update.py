@@ -5,6 +5,7 @@ steps of Adam (lr 1e-3, weight decay 1e-5) with gradient clipping at norm 5.0 on
 its own data -- one step per local epoch: a client holds one sequence, whose
 rows form one batch -- and returns θ_u^{(t)} as a :class:`ParameterUpdate`.
 """
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,21 @@ def trainable_parameters(model):
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def flatten_parameters(params, shapes, device):
+    """``[1, P]``: the tensors of ``params`` named in ``shapes``, flattened and concatenated."""
+    return torch.cat([params[k].to(device).reshape(1, -1) for k in shapes], 1)
+
+
+def parameter_views(flat, shapes):
+    """``{name: [n, *shape] view}`` into the rows of a ``[n, P]`` buffer (the inverse of flattening)."""
+    views, offset = {}, 0
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        views[name] = flat[:, offset:offset + size].view(flat.shape[0], *shape)
+        offset += size
+    return views
+
+
 def local_update(model, global_params, client, spec):
     """θ_u: ``spec.local_epochs`` Adam steps of ``client_loss`` from ``global_params``."""
     device = next(model.parameters()).device
@@ -86,3 +102,16 @@ class SequentialEngine:
             updates.append(ParameterUpdate(params, self.spec.client_weight(client)))
             losses.append(loss)
         return updates, sum(losses) / max(len(losses), 1)
+
+    def chunks(self, clients):
+        """One client at a time."""
+        return ([c] for c in clients)
+
+    def train_rows(self, flat, shapes, clients):
+        """Train client i's model, row i of ``flat`` ([n, P], updated in place); returns the last losses."""
+        views, losses = parameter_views(flat, shapes), []
+        for i, client in enumerate(clients):
+            params, loss = local_update(self.model, {k: v[i] for k, v in views.items()}, client, self.spec)
+            flat[i] = flatten_parameters(params, shapes, flat.device)[0]
+            losses.append(loss)
+        return torch.tensor(losses)

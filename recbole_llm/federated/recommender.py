@@ -48,6 +48,9 @@ def check_federated_config(config):
         raise ValueError(f"fed_engine must be one of {ENGINES}, got {config['fed_engine']!r}")
     if config["fed_weighting"] not in ("uniform", "samples"):
         raise ValueError(f"fed_weighting must be 'uniform' or 'samples', got {config['fed_weighting']!r}")
+    if config["individual_learning"] and config["fed_engine"] == "flower":
+        raise ValueError("individual_learning runs on the in-process engines (vectorized, sequential), "
+                         "not on fed_engine: flower")
     views = list(config["lumos_views"] or [])
     if not views or any(v not in VIEW_NAMES for v in views) \
             or not {"future", "paraphrase"} & set(views):

@@ -20,13 +20,12 @@ Work removed rather than parallelised (profiled on CPU, see docs/lumos.md):
 * dropout masks drawn with ``torch.rand`` (same Bernoulli(1 - p) keep mask and
   1/(1 - p) scaling as ``nn.Dropout``; ``bernoulli_`` is ~3x slower on CPU).
 """
-import math
 from contextlib import contextmanager
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from recbole_llm.federated.client_update import client_batch, trainable_parameters
+from recbole_llm.federated.client_update import client_batch, flatten_parameters, parameter_views, trainable_parameters
 from recbole_llm.federated.server import ParameterUpdate
 
 
@@ -100,7 +99,8 @@ class VectorizedEngine:
             chunk_elements = 5e7 if next(model.parameters()).is_cuda else 2e6
         self.chunk_elements = float(chunk_elements)  # budget for C * rows * L * n_items logits
 
-    def _chunks(self, clients):
+    def chunks(self, clients):
+        """The clients in groups trained together: similar row counts, within ``chunk_elements``."""
         per_row = self.model.max_seq_length * self.model.n_items
         order = sorted(clients, key=lambda c: (c.num_rows, int(c.lengths.max())))
         chunk = []
@@ -114,18 +114,28 @@ class VectorizedEngine:
 
     def run_round(self, global_params, clients):
         updates, loss_sum = [], 0.0
-        for chunk in self._chunks(clients):
+        for chunk in self.chunks(clients):
             update, losses = self.train_chunk(global_params, chunk)
             updates.append(update)
             loss_sum += float(losses.sum())
         return updates, loss_sum / max(len(clients), 1)
 
     def train_chunk(self, global_params, clients):
+        """Every client of ``clients`` from ``global_params``; their weighted mean as one update."""
+        shapes = {k: global_params[k].shape for k in trainable_parameters(self.model)}
+        device = next(self.model.parameters()).device
+        flat = flatten_parameters(global_params, shapes, device).repeat(len(clients), 1)
+        losses = self.train_rows(flat, shapes, clients)
+        weights = torch.tensor([self.spec.client_weight(c) for c in clients], dtype=torch.float64, device=device)
+        mean = ((flat.double() * (weights / weights.sum()).unsqueeze(1)).sum(0)).to(flat.dtype)
+        tensors = {k: v[0].clone() for k, v in parameter_views(mean.unsqueeze(0), shapes).items()}
+        return ParameterUpdate(tensors, float(weights.sum()), len(clients)), losses
+
+    def train_rows(self, flat, shapes, clients):
+        """Train client i's model, row i of ``flat`` ([n, P], updated in place); returns the last losses."""
         spec, model = self.spec, self.model
-        device = next(model.parameters()).device
-        shapes = {k: global_params[k].shape for k in trainable_parameters(model)}
-        n = len(clients)
-        flat = flatten_parameters(global_params, shapes, device).repeat(n, 1)  # [n, P]: θ_u of every client
+        device, n = flat.device, len(clients)
+        flat.requires_grad_(False)
         params = parameter_views(flat, shapes)
         optimizer = torch.optim.Adam([flat], lr=spec.learning_rate, betas=spec.betas, eps=spec.eps,
                                      weight_decay=spec.weight_decay,
@@ -147,22 +157,5 @@ class VectorizedEngine:
                     coef = (spec.clip_norm / (torch.linalg.vector_norm(g, dim=1) + 1e-6)).clamp_(max=1.0)
                     flat.grad = g.mul_(coef.unsqueeze(1))
                 optimizer.step()  # Adam is elementwise: one step on [n, P] is every client's own step
-        weights = torch.tensor([spec.client_weight(c) for c in clients], dtype=torch.float64, device=device)
-        mean = ((flat.double() * (weights / weights.sum()).unsqueeze(1)).sum(0)).to(flat.dtype)
-        tensors = {k: v[0].clone() for k, v in parameter_views(mean.unsqueeze(0), shapes).items()}
-        return ParameterUpdate(tensors, float(weights.sum()), n), losses.detach()
-
-
-def flatten_parameters(params, shapes, device):
-    """``[1, P]``: the tensors of ``params`` named in ``shapes``, flattened and concatenated."""
-    return torch.cat([params[k].to(device).reshape(1, -1) for k in shapes], 1)
-
-
-def parameter_views(flat, shapes):
-    """``{name: [n, *shape] view}`` into the rows of a ``[n, P]`` buffer (the inverse of flattening)."""
-    views, offset = {}, 0
-    for name, shape in shapes.items():
-        size = math.prod(shape)
-        views[name] = flat[:, offset:offset + size].view(flat.shape[0], *shape)
-        offset += size
-    return views
+        flat.grad = None
+        return losses.detach()

@@ -7,7 +7,9 @@ client updates from the broadcast global model, aggregate with
 the global model is scored with RecBole's evaluator on the valid loader, with
 RecBole's early stopping (``stopping_step`` evaluations without improvement),
 best-model checkpoints, logging and tensorboard scalars; a tqdm bar follows the
-rounds when ``show_progress`` is on.
+rounds when ``show_progress`` is on.  With ``individual_learning`` the same rounds
+train every sampled client's own model and nothing is averaged (Fig. 2's reference,
+:mod:`recbole_llm.federated.individual`).
 """
 from time import time
 
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from recbole_llm.federated.client_data import build_clients
 from recbole_llm.federated.client_update import LocalTrainingSpec, SequentialEngine, trainable_parameters
+from recbole_llm.federated.individual import IndividualModels, train_own_models
 from recbole_llm.federated.sampling import check_client_fraction, sample_clients
 from recbole_llm.federated.server import FedAvgServer
 from recbole_llm.federated.vectorized import VectorizedEngine
@@ -51,24 +54,30 @@ class FederatedTrainer(Trainer):
         self.clients = None
         self.view_generator = None
         self.valid_history = []  # (round, valid result) of every evaluation
+        self.federated_model = model  # trained by the engines; self.model is what RecBole evaluates
+        self.individual = None  # IndividualModels when individual_learning is on
 
     def setup_clients(self, train_data):
         """Clients from RecBole's training split, views generator, checks (before training)."""
-        dataset = train_data.dataset
-        self.clients = build_clients(dataset, self.model.max_seq_length, self.model.causal)
+        dataset, model = train_data.dataset, self.federated_model
+        self.clients = build_clients(dataset, model.max_seq_length, model.causal)
         check_client_fraction(self.client_fraction, len(self.clients))
-        if self.model.use_views:
+        if model.use_views:
             self.view_generator = build_view_generator(self.config, dataset)
+        if self.config["individual_learning"]:  # Fig. 2's reference: own models, no FedAvg
+            self.individual = self.model = IndividualModels(model, dataset.user_num)
         return self.clients
 
     def train_round(self, server, engine, generator):
-        """One FedAvg round; returns the mean local loss of the sampled clients."""
+        """One FedAvg round (or individual-learning round); returns the mean local loss of the sampled clients."""
         index = sample_clients(len(self.clients), self.client_fraction, generator)
         cohort = [self.clients[i] for i in index]
         if self.view_generator is not None:
-            prepare_views(cohort, self.view_generator, self.model.max_seq_length)
+            prepare_views(cohort, self.view_generator, self.federated_model.max_seq_length)
+        if self.individual is not None:
+            return train_own_models(engine, self.individual, cohort)
         updates, loss = engine.run_round(server.broadcast(), cohort)
-        load_parameters(self.model, server.aggregate(updates))
+        load_parameters(self.federated_model, server.aggregate(updates))
         return loss
 
     def fit_on_flower(self, train_data, valid_data, verbose, saved):
@@ -83,7 +92,7 @@ class FederatedTrainer(Trainer):
         start = time()
         result = run_local_federation(job, num_nodes=int(self.config["flower_num_nodes"]),
                                       timeout=int(self.config["flower_timeout"]))
-        load_parameters(self.model, result["params"])
+        load_parameters(self.federated_model, result["params"])
         rnd = self.rounds - 1
         if verbose:
             self.logger.info(f"Flower federation: {len(result['rounds'])} rounds on "
@@ -110,8 +119,8 @@ class FederatedTrainer(Trainer):
             return self.fit_on_flower(train_data, valid_data, verbose, saved)
         if self.clients is None:
             self.setup_clients(train_data)
-        server = FedAvgServer(trainable_parameters(self.model))
-        engine = make_engine(self.config["fed_engine"], self.model, self.spec, self.config)
+        server = FedAvgServer(trainable_parameters(self.federated_model))
+        engine = make_engine(self.config["fed_engine"], self.federated_model, self.spec, self.config)
         generator = torch.Generator().manual_seed(int(self.config["seed"]))
         if saved and self.start_epoch >= self.rounds:
             self._save_checkpoint(-1, verbose=verbose)
