@@ -104,3 +104,41 @@ def get_trainer(model_type, model_name):
     if trainer is None:
         trainer = recbole_get_trainer(model_type, model_name)
     return with_safe_checkpoints(trainer)
+
+
+def build_sequential_backbone(config, dataset, wrapper, refused=None, forward_params=None):
+    """The RecBole sequential model that ``config['backbone']`` names, built on ``dataset``.
+
+    The one place where a wrapper model (MLTFR, the federated LUMOS/FedSeq/ConFedSRS)
+    turns its ``backbone`` key into a backbone instance.  Every check raises one
+    ``ValueError`` naming the wrapper and the backbone, before any training:
+    no name; a name in ``refused`` (``{name: reason}``); an unknown model; a model
+    that is not sequential or is a ``wrapper`` itself (it would wrap itself without
+    end); a ``forward`` whose leading parameters differ from ``forward_params``; no
+    ``nn.Embedding`` ``item_embedding`` table.
+    """
+    from recbole.model.abstract_recommender import SequentialRecommender
+    from torch import nn
+
+    label, name = wrapper.__name__, config["backbone"]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{label} needs a backbone sequential model: set config 'backbone' (e.g. SASRec)")
+    if refused and name in refused:
+        raise ValueError(f"{label} cannot wrap backbone '{name}': it {refused[name]}")
+    try:
+        backbone_class = get_model(name)
+    except ValueError as err:
+        raise ValueError(f"{label}: unknown backbone '{name}'. {err}") from err
+    if not issubclass(backbone_class, SequentialRecommender) or issubclass(backbone_class, wrapper):
+        raise ValueError(f"{label}: backbone '{name}' is not a sequential recommender it can wrap "
+                         f"(a RecBole sequential model other than {label} itself).")
+    if forward_params is not None:
+        params = list(inspect.signature(backbone_class.forward).parameters)[1:1 + len(forward_params)]
+        if params != list(forward_params):
+            raise ValueError(f"{label} cannot wrap backbone '{name}': it needs forward"
+                             f"({', '.join(forward_params)}), '{name}' has forward({', '.join(params)})")
+    backbone = backbone_class(config, dataset)
+    if not isinstance(getattr(backbone, "item_embedding", None), nn.Embedding):
+        raise ValueError(f"{label} cannot wrap backbone '{name}': it has no nn.Embedding "
+                         "'item_embedding' table (the input lookup it augments, the table it scores with).")
+    return backbone

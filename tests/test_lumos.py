@@ -200,6 +200,23 @@ def test_cli_runs_lumos(monkeypatch, capsys):
     assert "test result" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("backbone,message", [
+    ("NoSuchRec", "unknown backbone 'NoSuchRec'"),
+    ("BPR", "'BPR' is not a sequential recommender"),
+    ("FedSeq", "'FedSeq' is not a sequential recommender"),  # would build itself without end
+    ("BERT4Rec", r"needs forward\(item_seq, item_seq_len\), 'BERT4Rec' has forward\(item_seq\)"),
+    ("Caser", r"'Caser' has forward\(user, item_seq\)"),
+])
+def test_bad_backbones_are_refused_before_training(split, backbone, message):
+    config, dataset, train, valid, test = split
+    old = config["backbone"]
+    try:
+        with pytest.raises(ValueError, match=message):
+            build(config, train, backbone=backbone)
+    finally:
+        config["backbone"] = old
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("cl_weight", -0.1, "cl_weight"), ("cl_weight", float("nan"), "cl_weight"),
     ("cl_temperature", 0.0, "cl_temperature"), ("client_fraction", 0.0001, "selects no client"),

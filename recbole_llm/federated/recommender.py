@@ -12,7 +12,6 @@ with L_u^Rec the next-item cross-entropy of the client's training sequence and
 L_u^CL the tri-view InfoNCE of eq. (1)-(3) over the cached views (anchor S_u,
 future S_F, paraphrase S_P, counterfactual S_N).
 """
-import inspect
 import math
 
 import torch
@@ -72,17 +71,11 @@ class FederatedSequentialRecommender(SequentialRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         check_federated_config(config)
-        from recbole_llm.utils import get_model
+        from recbole_llm.utils import build_sequential_backbone
 
         name = config["backbone"]
-        backbone_class = get_model(name)
-        params = list(inspect.signature(backbone_class.forward).parameters)[1:3]
-        if not issubclass(backbone_class, SequentialRecommender) or params != ["item_seq", "item_seq_len"]:
-            raise ValueError(f"backbone {name} is not a RecBole sequential model with "
-                             f"forward(item_seq, item_seq_len) (it has forward{tuple(params)})")
-        self.backbone = backbone_class(config, dataset)
-        if not isinstance(getattr(self.backbone, "item_embedding", None), torch.nn.Embedding):
-            raise ValueError(f"backbone {name} has no item_embedding table to score items with")
+        self.backbone = build_sequential_backbone(config, dataset, FederatedSequentialRecommender,
+                                                  forward_params=("item_seq", "item_seq_len"))
         causal = config["causal_pass"]
         self.causal = (name in CAUSAL_BACKBONES) if causal in (None, "auto") else bool(causal)
         self.view_generator_name = config["view_generator"]

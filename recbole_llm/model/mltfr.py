@@ -29,7 +29,6 @@ from logging import getLogger
 import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.utils import ModelType
 from torch import nn
 
 from recbole_llm.llm.token_embeddings import load_token_embeddings, token_pool
@@ -47,25 +46,11 @@ MLTFR_LOSSES = ("backbone", "bce")
 
 def build_backbone(config, dataset):
     """The backbone instance named by ``config['backbone']``, or one clear error."""
-    from recbole_llm.utils import get_model
+    from recbole_llm.utils import build_sequential_backbone
 
-    name = config["backbone"]
-    if not isinstance(name, str) or not name:
-        raise ValueError("MLTFR needs a backbone sequential model: set config 'backbone' (e.g. SASRec)")
-    if name in REFUSED_BACKBONES:
-        raise ValueError(f"MLTFR cannot wrap backbone '{name}': it {REFUSED_BACKBONES[name]}, so there "
-                         "is no item_embedding lookup of the input sequence to augment.")
-    try:
-        backbone_class = get_model(name)
-    except ValueError as err:
-        raise ValueError(f"MLTFR: unknown backbone '{name}'. {err}") from err
-    if backbone_class is MLTFR or getattr(backbone_class, "type", None) != ModelType.SEQUENTIAL:
-        raise ValueError(f"MLTFR: backbone '{name}' is not a sequential recommender.")
-    backbone = backbone_class(config, dataset)
-    if not isinstance(getattr(backbone, "item_embedding", None), nn.Embedding):
-        raise ValueError(f"MLTFR cannot wrap backbone '{name}': it has no nn.Embedding "
-                         "'item_embedding' through which it embeds its input sequence.")
-    return backbone
+    refused = {name: f"{why}, so there is no item_embedding lookup of the input sequence to augment."
+               for name, why in REFUSED_BACKBONES.items()}
+    return build_sequential_backbone(config, dataset, MLTFR, refused=refused)
 
 
 class _InputLookup:
