@@ -84,6 +84,10 @@ def load_data_and_model(model_file):
                     config_dict=dict(saved["external_config_dict"]))
     dataset, train_data, valid_data, test_data = prepare(config)
     model = build_model(config, train_data)
+    if config["individual_learning"]:  # LUMOS Fig. 2's reference: the checkpoint holds one model per user
+        from recbole_llm.federated.individual import IndividualModels
+
+        model = IndividualModels(model, dataset.user_num)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))
     return config, model, dataset, train_data, valid_data, test_data

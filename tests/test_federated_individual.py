@@ -9,7 +9,7 @@ from recbole_llm.federated.client_update import (LocalTrainingSpec, SequentialEn
                                                  trainable_parameters)
 from recbole_llm.federated.individual import IndividualModels, train_own_models
 from recbole_llm.federated.vectorized import VectorizedEngine
-from recbole_llm.quick_start import run_recbole_llm
+from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,10 +72,16 @@ def test_individual_models_score_each_user_with_that_users_parameters(split):
     assert not torch.allclose(scores[i], scores[j])
 
 
-def test_individual_learning_runs_end_to_end_and_refuses_flower(tmp_path, monkeypatch):
+def test_individual_learning_runs_end_to_end_reloads_and_refuses_flower(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = dict(TINY_FED, rounds=2, client_fraction=0.05, individual_learning=True)
-    result = run_recbole_llm(model="FedSeq", dataset="ml-100k", config_dict=config)
+    result = run_recbole_llm(model="FedSeq", dataset="ml-100k", config_dict=config, saved=True)
     assert 0.0 <= result["test_result"]["hit@20"] <= 1.0
+    _, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
+    assert isinstance(model, IndividualModels)
+    trained = [u for u in range(1, model.table.shape[0]) if not torch.equal(model.table[u], model.table[0])]
+    assert trained, "the reloaded table holds the clients' own models"
+    batch = next(iter(test_data))[0]
+    assert model.full_sort_predict(batch).shape == (len(batch), model.model.n_items)
     with pytest.raises(ValueError, match="individual_learning"):
         run_recbole_llm(model="FedSeq", dataset="ml-100k", config_dict=dict(config, fed_engine="flower"))
