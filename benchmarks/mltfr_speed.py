@@ -109,6 +109,9 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = torch default)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run only the rows whose vocabulary contains one of these strings (SASRec always runs)")
+    parser.add_argument("--name", default=None, help="results file name (default mltfr_speed[_quick])")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
@@ -128,6 +131,8 @@ def main():
          dict(mltfr, token_pool=2048, llm_experts=[big] * 4)),
         ("MLTFR(SASRec)", "151936 x 1024, no pool", "MLTFR", dict(mltfr, token_pool=0, llm_experts=[big] * 4)),
     ]
+    if args.only:
+        variants = [v for v in variants if v[1] == "-" or any(o in v[1] for o in args.only)]
     steps = args.steps if args.quick else 0
     rows = []
     for name, vocab, model, cfg in variants:
@@ -150,7 +155,7 @@ def main():
                      "peak_rss_mb": r["peak_rss_mb"], "build_s": r["build_s"], "measured": r["measured"]})
         print(rows[-1], flush=True)
     target = rows[1]["x_backbone_cpu"] <= 1.5
-    write_results("mltfr_speed" + ("_quick" if args.quick else ""), rows,
+    write_results(args.name or "mltfr_speed" + ("_quick" if args.quick else ""), rows,
                   {"paper": PAPER, "mltfr": {k: v for k, v in mltfr.items() if k not in PAPER},
                    "quick_steps": steps, "threads": args.threads or "torch default"},
                   extra={"target_1.5x_with_token_pool_met": target})
