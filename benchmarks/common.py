@@ -74,3 +74,31 @@ def write_results(name, rows, config, extra=None):
     print(markdown_table(rows))
     print(f"\nwritten: {os.path.relpath(path)}")
     return path
+
+
+def line_plot(series, path, xlabel, ylabel, title, reference=None, logx=False):
+    """A PNG of ``{label: (xs, ys)}`` lines (and a dashed ``(value, label)`` reference); None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (xs, ys) in series.items():
+        if len(xs):
+            ax.plot(xs, ys, marker="o", label=label)
+    if reference is not None:
+        ax.axhline(reference[0], color="grey", linestyle="--", label=reference[1])
+    if logx:  # ticks at the measured x values, written plainly
+        ax.set_xscale("log", base=2)
+        ticks = sorted({x for xs, _ in series.values() for x in xs})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel(xlabel), ax.set_ylabel(ylabel), ax.legend(fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

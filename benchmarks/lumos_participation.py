@@ -57,6 +57,23 @@ def main():
             save_study(name, rows, overrides,
                        lambda r: (r["model"], r.get("learning", "federated"), r["clients_per_round"]), previous)
     os.chdir(repo)
+    plot_participation(name)
+
+
+def plot_participation(name):
+    """``<name>_mrr.png``: test MRR@20 against clients per round, one line per model and learning mode."""
+    import json
+
+    from benchmarks.common import RESULTS_DIR, line_plot
+
+    with open(os.path.join(RESULTS_DIR, name + ".json")) as f:
+        rows = json.load(f)["rows"]
+    series = {}
+    for r in sorted(rows, key=lambda r: r["clients_per_round"]):
+        xs, ys = series.setdefault(f"{r['model']} ({r.get('learning', 'federated')})", ([], []))
+        xs.append(r["clients_per_round"]), ys.append(r["MRR@20"])
+    return line_plot(series, os.path.join(RESULTS_DIR, name + "_mrr.png"), "clients per round", "test MRR@20",
+                     "ml-100k, Fig. 2: MRR@20 against participation", logx=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import RESULTS_DIR, mean_std, write_results  # noqa: E402
+from benchmarks.common import RESULTS_DIR, line_plot, mean_std, write_results  # noqa: E402
 from benchmarks.lumos_dynamics import parse_run  # noqa: E402
 
 FEDERATED = [("FedSeq", "SASRec"), ("FedSeq", "GRU4Rec"), ("ConFedSRS", "SASRec"),
@@ -67,25 +67,11 @@ def popularity(config_dict):
 
 
 def plot(curves, path, reference=None):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot")
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, points in curves.items():
-        if points:
-            ax.plot([r + 1 for r, _ in points], [v["ndcg@20"] for _, v in points], marker="o", label=label)
-    if reference is not None:
-        ax.axhline(reference, color="grey", linestyle="--", label="Pop (valid)")
-    ax.set_xlabel("round"), ax.set_ylabel("valid NDCG@20"), ax.legend(fontsize=7)
-    ax.set_title("ml-100k, valid NDCG@20 per round (first seed)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
+    """Valid NDCG@20 per round of each method (``curves``: {label: [(round, valid result)]})."""
+    series = {label: ([r + 1 for r, _ in points], [v["ndcg@20"] for _, v in points])
+              for label, points in curves.items()}
+    return line_plot(series, path, "round", "valid NDCG@20", "ml-100k, valid NDCG@20 per round (first seed)",
+                     reference=None if reference is None else (reference, "Pop (valid)"))
 
 
 def main():
