@@ -15,6 +15,7 @@ is written into the JSON.  Seeds run one after another (all six models per seed)
 the JSON is rewritten after each, so an interrupted run still holds complete seeds.
 
     python benchmarks/mltfr_accuracy.py [--quick | --reduced [--deadline HH:MM]] [--seeds 3]
+        [--backbones SASRec ...] [--mltfr-only] [--pool N] [--name NAME]
 """
 import argparse
 import datetime
@@ -81,6 +82,9 @@ def main():
     parser.add_argument("--round1-epochs", type=int, default=2)
     parser.add_argument("--pool", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--backbones", nargs="*", default=list(BACKBONES), help="a subset of the backbones")
+    parser.add_argument("--mltfr-only", action="store_true", help="skip the bare backbones (e.g. a token-pool study)")
+    parser.add_argument("--name", default=None, help="results file name (default mltfr_accuracy[_quick|_reduced])")
     parser.add_argument("--deadline", help="UTC HH:MM: start no seed that the last seed's time says ends later")
     args = parser.parse_args()
     base = {"hidden_size": 64, "embedding_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
@@ -97,9 +101,9 @@ def main():
         mltfr.update({"round1_epochs": 2, "token_pool": 1024})
     elif args.reduced:
         reduced(args, base, mltfr)
-    name = "mltfr_accuracy" + ("_quick" if args.quick else "_reduced" if args.reduced else "")
+    name = args.name or "mltfr_accuracy" + ("_quick" if args.quick else "_reduced" if args.reduced else "")
     # Seed-major order: every finished seed is a complete 6-model comparison, written at once.
-    results = {(b, w): [] for b in BACKBONES for w in (False, True)}
+    results = {(b, w): [] for b in args.backbones for w in ((True,) if args.mltfr_only else (False, True))}
     seed_s = []
     for seed in range(args.seeds):
         if args.deadline and seed_s:

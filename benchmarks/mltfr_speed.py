@@ -129,6 +129,8 @@ def main():
         ("MLTFR(SASRec)", "MiniLM 30522, no pool", "MLTFR", dict(mltfr, token_pool=0)),
         ("MLTFR(SASRec)", "151936 x 1024 -> pool 2048", "MLTFR",
          dict(mltfr, token_pool=2048, llm_experts=[big] * 4)),
+        ("MLTFR(SASRec)", "151936 x 1024 -> pool 512", "MLTFR",
+         dict(mltfr, token_pool=512, llm_experts=[big] * 4)),
         ("MLTFR(SASRec)", "151936 x 1024, no pool", "MLTFR", dict(mltfr, token_pool=0, llm_experts=[big] * 4)),
     ]
     if args.only:
@@ -154,12 +156,25 @@ def main():
                      "x_backbone_cpu": r["cpu_step_s"] / base_cpu if rows else 1.0,
                      "peak_rss_mb": r["peak_rss_mb"], "build_s": r["build_s"], "measured": r["measured"]})
         print(rows[-1], flush=True)
-    target = rows[1]["x_backbone_cpu"] <= 1.5
+    shipped = f"MiniLM 30522 -> pool {default_token_pool()}"  # the target is judged on the shipped default
+    judged = [r for r in rows if r["vocabulary"] == shipped]
+    target = bool(judged) and judged[0]["x_backbone_cpu"] <= 1.5
     write_results(args.name or "mltfr_speed" + ("_quick" if args.quick else ""), rows,
                   {"paper": PAPER, "mltfr": {k: v for k, v in mltfr.items() if k not in PAPER},
                    "quick_steps": steps, "threads": args.threads or "torch default"},
-                  extra={"target_1.5x_with_token_pool_met": target})
-    print(f"target (<= 1.5x SASRec epoch time with token_pool): {'met' if target else 'NOT met'}")
+                  extra={"target_1.5x_with_token_pool_met": target, "target_row": shipped})
+    print(f"target (<= 1.5x SASRec epoch time with the shipped {shipped}): "
+          f"{'met' if target else 'NOT met' if judged else 'not measured'}")
+
+
+def default_token_pool():
+    """``token_pool`` of properties/model/MLTFR.yaml (what a user gets without setting it)."""
+    import yaml
+
+    from recbole_llm.config import PROPERTIES_DIR
+
+    with open(os.path.join(PROPERTIES_DIR, "model", "MLTFR.yaml")) as f:
+        return yaml.safe_load(f)["token_pool"]
 
 
 if __name__ == "__main__":
