@@ -38,6 +38,7 @@ def main():
     previous = previous_study(name, args.append)
     for row in previous[0]:  # rows written before individual learning existed are federated
         row.setdefault("learning", "federated")
+        row.setdefault("seed", 2020)  # and ran RecBole's default seed
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     learning = ([] if args.only_individual else ["federated"]) + \
@@ -47,15 +48,15 @@ def main():
         for mode in learning:
             start = time.time()
             res = run_recbole_llm(model=args.model, dataset="ml-100k", config_dict=dict(
-                overrides, client_fraction=n / n_clients, individual_learning=mode == "individual",
+                overrides, seed=args.seed, client_fraction=n / n_clients, individual_learning=mode == "individual",
                 checkpoint_dir=os.path.join(tmp, "saved")))
             test = res["test_result"]
-            rows.append({"model": args.model, "learning": mode, "clients_per_round": n,
+            rows.append({"model": args.model, "learning": mode, "clients_per_round": n, "seed": args.seed,
                          "MRR@20": test["mrr@20"], "HR@20": test["hit@20"], "NDCG@20": test["ndcg@20"],
                          "wall_s": round(time.time() - start, 1)})
             print(rows[-1], flush=True)
             save_study(name, rows, overrides,
-                       lambda r: (r["model"], r.get("learning", "federated"), r["clients_per_round"]), previous)
+                       lambda r: (r["model"], r["learning"], r["clients_per_round"], r["seed"]), previous)
     os.chdir(repo)
     plot_participation(name)
 
@@ -68,12 +69,15 @@ def plot_participation(name):
 
     with open(os.path.join(RESULTS_DIR, name + ".json")) as f:
         rows = json.load(f)["rows"]
+    groups = {}  # (line, clients per round) -> MRR@20 of every seed
+    for r in rows:
+        groups.setdefault((f"{r['model']} ({r.get('learning', 'federated')})", r["clients_per_round"]), []).append(r["MRR@20"])
     series = {}
-    for r in sorted(rows, key=lambda r: r["clients_per_round"]):
-        xs, ys = series.setdefault(f"{r['model']} ({r.get('learning', 'federated')})", ([], []))
-        xs.append(r["clients_per_round"]), ys.append(r["MRR@20"])
+    for (label, n), values in sorted(groups.items(), key=lambda kv: kv[0][1]):
+        xs, ys = series.setdefault(label, ([], []))
+        xs.append(n), ys.append(sum(values) / len(values))  # mean over seeds
     return line_plot(series, os.path.join(RESULTS_DIR, name + "_mrr.png"), "clients per round", "test MRR@20",
-                     "ml-100k, Fig. 2: MRR@20 against participation", logx=True)
+                     "ml-100k, Fig. 2: MRR@20 against participation (mean over seeds)", logx=True)
 
 
 if __name__ == "__main__":

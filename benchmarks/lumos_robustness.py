@@ -39,10 +39,15 @@ def add_study_arguments(parser):
     parser.add_argument("--rounds", type=int, default=None, help="FedAvg rounds (default 20 quick, 100 full)")
     parser.add_argument("--append", action="store_true",
                         help="keep the rows already in the results file, replacing those run again")
+    parser.add_argument("--name", default=None, help="results file name (default from --quick/--rounds)")
+    parser.add_argument("--seed", type=int, default=2020,
+                        help="RecBole seed of the runs (rows are keyed by it, so --append adds seeds)")
 
 
 def study_name(base, args):
-    """Results file name: ``base``, ``_quick`` in quick mode, ``_<N>rounds`` when --rounds is given."""
+    """Results file name: ``--name``, else ``base``, ``_quick`` in quick mode, ``_<N>rounds`` when --rounds is given."""
+    if args.name:
+        return args.name
     return base + ("_quick" if args.quick else "") + (f"_{args.rounds}rounds" if args.rounds else "")
 
 
@@ -95,6 +100,7 @@ def exposure(model, test_data, target, k=20):
 
 
 def run(model_name, overrides, fraction, kind, knowledge, seed=0):
+    """One federated run with a share ``fraction`` of attacker clients; ``seed`` picks and builds them."""
     from recbole_llm.config import Config
     from recbole_llm.federated.client_data import make_client
     from recbole_llm.llm.item_text import popularity
@@ -135,18 +141,20 @@ def main():
     settings = [s for s in settings if s[0] in args.attacks]
     name = study_name("lumos_robustness", args)
     previous = previous_study(name, args.append)
+    for row in previous[0]:  # rows written before --seed existed ran RecBole's default seed
+        row.setdefault("seed", 2020)
     repo, tmp = os.getcwd(), tempfile.mkdtemp()
     os.chdir(tmp)
     rows = []
     for kind, fraction, knowledge in settings:
-        res = run(args.model, dict(overrides, checkpoint_dir=os.path.join(tmp, "saved")),
-                  fraction, kind, knowledge)
+        res = run(args.model, dict(overrides, seed=args.seed, checkpoint_dir=os.path.join(tmp, "saved")),
+                  fraction, kind, knowledge, seed=args.seed - 2020)  # 2020 -> attacker seed 0, as before
         rows.append(dict({"model": args.model, "attack": kind, "attacker_fraction": fraction,
-                          "knowledge": knowledge}, **res))
+                          "knowledge": knowledge, "seed": args.seed}, **res))
         print(rows[-1], flush=True)
         # rewritten after every run, so a run cut off keeps what it measured
         save_study(name, rows, overrides,
-                   lambda r: (r["model"], r["attack"], r["attacker_fraction"], r["knowledge"]), previous)
+                   lambda r: (r["model"], r["attack"], r["attacker_fraction"], r["knowledge"], r["seed"]), previous)
     os.chdir(repo)
 
 
