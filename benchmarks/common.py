@@ -102,3 +102,13 @@ def line_plot(series, path, xlabel, ylabel, title, reference=None, logx=False):
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def default_token_pool():
+    """MLTFR's shipped ``token_pool`` (properties/model/MLTFR.yaml): what a user gets without setting it."""
+    import yaml
+
+    from recbole_llm.config import PROPERTIES_DIR
+
+    with open(os.path.join(PROPERTIES_DIR, "model", "MLTFR.yaml")) as f:
+        return yaml.safe_load(f)["token_pool"]

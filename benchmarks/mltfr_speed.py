@@ -3,7 +3,7 @@
 Paper config (§4.1.1): hidden 64, batch 128, dropout 0.2, lr 1e-3, 4 experts, 4
 heads, K=32, MAX_ITEM_LIST_LENGTH 50; MLTFR trains with eq. 16 (BCE + 1 sampled
 negative), so bare SASRec runs with ``loss_type: BPR`` (the same one negative).
-Variants: with ``token_pool`` (default 2048) and without (whole vocabulary), with
+Variants: with ``token_pool`` (512, the shipped default, and 2048) and without (whole vocabulary), with
 MiniLM (30,522 tokens, d_llm 384) and with a synthetic 151,936-token, d_llm-1024
 checkpoint (Qwen3-0.6B's table shape; random weights, WordPiece-style token strings,
 written once as safetensors).  Each variant runs in a fresh process (peak RSS is
@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import peak_rss_mb, write_results  # noqa: E402
+from benchmarks.common import default_token_pool, peak_rss_mb, write_results  # noqa: E402
 
 PAPER = {"hidden_size": 64, "embedding_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
          "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "learning_rate": 1e-3,
@@ -166,15 +166,6 @@ def main():
     print(f"target (<= 1.5x SASRec epoch time with the shipped {shipped}): "
           f"{'met' if target else 'NOT met' if judged else 'not measured'}")
 
-
-def default_token_pool():
-    """``token_pool`` of properties/model/MLTFR.yaml (what a user gets without setting it)."""
-    import yaml
-
-    from recbole_llm.config import PROPERTIES_DIR
-
-    with open(os.path.join(PROPERTIES_DIR, "model", "MLTFR.yaml")) as f:
-        return yaml.safe_load(f)["token_pool"]
 
 
 if __name__ == "__main__":
