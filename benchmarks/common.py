@@ -104,11 +104,16 @@ def line_plot(series, path, xlabel, ylabel, title, reference=None, logx=False):
     return path
 
 
-def default_token_pool():
-    """MLTFR's shipped ``token_pool`` (properties/model/MLTFR.yaml): what a user gets without setting it."""
+def mltfr_default(key):
+    """MLTFR's shipped value of ``key`` (properties/model/MLTFR.yaml): what a user gets without setting it."""
     import yaml
 
     from recbole_llm.config import PROPERTIES_DIR
 
     with open(os.path.join(PROPERTIES_DIR, "model", "MLTFR.yaml")) as f:
-        return yaml.safe_load(f)["token_pool"]
+        return yaml.safe_load(f)[key]
+
+
+def default_token_pool():
+    """MLTFR's shipped ``token_pool``."""
+    return mltfr_default("token_pool")

@@ -15,7 +15,7 @@ is written into the JSON.  Seeds run one after another (all six models per seed)
 the JSON is rewritten after each, so an interrupted run still holds complete seeds.
 
     python benchmarks/mltfr_accuracy.py [--quick | --reduced [--deadline HH:MM]] [--seeds 3]
-        [--backbones SASRec ...] [--mltfr-only] [--pool N] [--name NAME]
+        [--backbones SASRec ...] [--mltfr-only] [--pool N] [--num-tokens K] [--name NAME]
 """
 import argparse
 import datetime
@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import default_token_pool, mean_std, write_results  # noqa: E402
+from benchmarks.common import default_token_pool, mean_std, mltfr_default, write_results  # noqa: E402
 
 RUNNER = r'''
 import json, sys
@@ -81,6 +81,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2, help="--reduced: Round-2 epochs (bare: + round1)")
     parser.add_argument("--round1-epochs", type=int, default=2)
     parser.add_argument("--pool", type=int, default=512)
+    parser.add_argument("--num-tokens", type=int, default=None, help="K (default: the shipped num_tokens)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--backbones", nargs="*", default=list(BACKBONES), help="a subset of the backbones")
     parser.add_argument("--mltfr-only", action="store_true", help="skip the bare backbones (e.g. a token-pool study)")
@@ -93,7 +94,8 @@ def main():
             "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "metrics": ["Hit", "NDCG"], "topk": [20],
             "valid_metric": "NDCG@20", "show_progress": False, "state": "WARNING",
             "epochs": 50, "stopping_step": 5}
-    mltfr = {"llm_experts": ["minilm"] * 4, "token_pool": default_token_pool(), "num_tokens": 32, "expert_heads": 4,
+    mltfr = {"llm_experts": ["minilm"] * 4, "token_pool": default_token_pool(),
+             "num_tokens": args.num_tokens or mltfr_default("num_tokens"), "expert_heads": 4,
              "mltfr_loss": "backbone", "round1_epochs": 50}
     if args.quick:
         base.update({"user_inter_num_interval": f"[5,{args.max_user_inter})", "MAX_ITEM_LIST_LENGTH": 20,

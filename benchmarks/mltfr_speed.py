@@ -1,31 +1,39 @@
 """MLTFR(SASRec) vs SASRec: training-epoch time and peak memory on ml-100k (issue 4, item 9a).
 
 Paper config (§4.1.1): hidden 64, batch 128, dropout 0.2, lr 1e-3, 4 experts, 4
-heads, K=32, MAX_ITEM_LIST_LENGTH 50; MLTFR trains with eq. 16 (BCE + 1 sampled
+heads, MAX_ITEM_LIST_LENGTH 50; K (``num_tokens``, which the paper does not give) and
+``token_pool`` are the shipped defaults (properties/model/MLTFR.yaml) unless
+``--num-tokens`` says otherwise.  MLTFR trains with eq. 16 (BCE + 1 sampled
 negative), so bare SASRec runs with ``loss_type: BPR`` (the same one negative).
 Variants: with ``token_pool`` (512, the shipped default, and 2048) and without (whole vocabulary), with
 MiniLM (30,522 tokens, d_llm 384) and with a synthetic 151,936-token, d_llm-1024
 checkpoint (Qwen3-0.6B's table shape; random weights, WordPiece-style token strings,
-written once as safetensors).  Each variant runs in a fresh process (peak RSS is
+written once as safetensors), and a Round-2 row (the frozen consensus expert active, eq. 15).
+Each variant runs in a fresh process (peak RSS is
 per variant); full mode times one whole epoch through RecBole's
 ``Trainer._train_epoch``; ``--quick`` times ``--steps`` batches after 2 warm-up
 batches and extrapolates to the epoch's batch count (reported as such).  Wall
 time and process CPU time are both reported: on a shared machine the CPU-time
-ratio is the steadier one, and the 1.5x target is judged on it.
+ratio is the steadier one, and the 1.5x target is judged on it, for Round 1 and Round 2.
+``--repeats R`` runs R rounds of all rows (same order each round) and reports medians;
+each ratio is paired with the SASRec run of its own round, so slow phases of a shared
+machine hit both sides of a ratio.
 
-    python benchmarks/mltfr_speed.py [--quick] [--steps 30] [--threads N]
+    python benchmarks/mltfr_speed.py [--quick] [--steps 30] [--threads N] [--repeats R]
+        [--num-tokens K] [--only ROW ...] [--name NAME]
 """
 import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import default_token_pool, peak_rss_mb, write_results  # noqa: E402
+from benchmarks.common import default_token_pool, mltfr_default, peak_rss_mb, write_results  # noqa: E402
 
 PAPER = {"hidden_size": 64, "embedding_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
          "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "learning_rate": 1e-3,
@@ -79,6 +87,8 @@ def run_variant(spec):
     model = build_model(config, train)
     build_s = time.time() - t0
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    if spec.get("round2"):  # Round-2 cost: the frozen consensus expert joins (its values do not change the cost)
+        model.sc_active.fill_(True)
     model.train()
     if spec["steps"]:
         batches = list(itertools.islice(train, spec["steps"] + 2))
@@ -104,13 +114,28 @@ def run_variant(spec):
             "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
+def run_in_fresh_process(spec):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--variant", json.dumps(spec)],
+                             cwd=tmp, capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=os.getcwd(), HF_HUB_OFFLINE="1"))
+    if out.returncode:
+        print(out.stderr[-3000:])
+        raise SystemExit(f"variant {spec} failed")
+    return json.loads(out.stdout.split("RESULT")[-1])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = torch default)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds; each runs every row once (fresh processes, same order), ratios are paired per round")
+    parser.add_argument("--num-tokens", type=int, nargs="*", default=None,
+                        help="K values of the MiniLM rows (default: the shipped num_tokens)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="run only the rows whose vocabulary contains one of these strings (SASRec always runs)")
+                        help="run only the rows whose model + vocabulary contains one of these strings (SASRec always runs)")
     parser.add_argument("--name", default=None, help="results file name (default mltfr_speed[_quick])")
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,12 +145,18 @@ def main():
 
     cache = os.path.join(tempfile.gettempdir(), "recbole_llm_bench")
     big = synthetic_big_llm(cache)
+    shipped_k, pool = mltfr_default("num_tokens"), default_token_pool()
     mltfr = dict(PAPER, model="MLTFR", backbone="SASRec", llm_cache_dir=os.path.join(cache, "tokens"),
-                 num_tokens=32, expert_heads=4, mltfr_loss="bce")
-    variants = [
-        ("SASRec", "-", "SASRec", dict(PAPER)),
-        ("MLTFR(SASRec)", "MiniLM 30522 -> pool 2048", "MLTFR", dict(mltfr, token_pool=2048)),
-        ("MLTFR(SASRec)", "MiniLM 30522 -> pool 512", "MLTFR", dict(mltfr, token_pool=512)),
+                 num_tokens=shipped_k, expert_heads=4, mltfr_loss="bce")
+    variants = [("SASRec", "-", "SASRec", dict(PAPER))]
+    for k in args.num_tokens or [shipped_k]:
+        tag = "" if k == shipped_k else f", K {k}"
+        variants += [
+            ("MLTFR(SASRec)", f"MiniLM 30522 -> pool 2048{tag}", "MLTFR", dict(mltfr, token_pool=2048, num_tokens=k)),
+            ("MLTFR(SASRec)", f"MiniLM 30522 -> pool 512{tag}", "MLTFR", dict(mltfr, token_pool=512, num_tokens=k)),
+            ("MLTFR(SASRec) Round 2", f"MiniLM 30522 -> pool {pool}{tag}", "MLTFR",
+             dict(mltfr, token_pool=pool, num_tokens=k, round2=True))]
+    variants += [
         ("MLTFR(SASRec)", "MiniLM 30522, no pool", "MLTFR", dict(mltfr, token_pool=0)),
         ("MLTFR(SASRec)", "151936 x 1024 -> pool 2048", "MLTFR",
          dict(mltfr, token_pool=2048, llm_experts=[big] * 4)),
@@ -134,38 +165,39 @@ def main():
         ("MLTFR(SASRec)", "151936 x 1024, no pool", "MLTFR", dict(mltfr, token_pool=0, llm_experts=[big] * 4)),
     ]
     if args.only:
-        variants = [v for v in variants if v[1] == "-" or any(o in v[1] for o in args.only)]
+        variants = [v for v in variants if v[1] == "-" or any(o in v[0] + " " + v[1] for o in args.only)]
     steps = args.steps if args.quick else 0
+    runs = [[] for _ in variants]  # runs[v][round]
+    for rnd in range(args.repeats):
+        for v, (name, vocab, model, cfg) in enumerate(variants):
+            cfg = {k: x for k, x in cfg.items() if k not in ("model", "round2")}
+            n = max(3, steps // 6) if steps and "no pool" in vocab else steps  # fewer of the slow steps
+            spec = {"model": model, "config": cfg, "steps": n, "threads": args.threads,
+                    "round2": bool(variants[v][3].get("round2"))}
+            runs[v].append(run_in_fresh_process(spec))
+            print(f"round {rnd + 1}/{args.repeats} {name} {vocab}: cpu {1000 * runs[v][-1]['cpu_step_s']:.1f} ms/step",
+                  flush=True)
     rows = []
-    for name, vocab, model, cfg in variants:
-        cfg = {k: v for k, v in cfg.items() if k != "model"}
-        n = max(3, steps // 6) if steps and "no pool" in vocab else steps  # fewer of the slow steps
-        spec = {"model": model, "config": cfg, "steps": n, "threads": args.threads}
-        with tempfile.TemporaryDirectory() as tmp:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--variant", json.dumps(spec)],
-                                 cwd=tmp, capture_output=True, text=True,
-                                 env=dict(os.environ, PYTHONPATH=os.getcwd(), HF_HUB_OFFLINE="1"))
-        if out.returncode:
-            print(out.stderr[-3000:])
-            raise SystemExit(f"variant {name} {vocab} failed")
-        r = json.loads(out.stdout.split("RESULT")[-1])
-        base_cpu = r["cpu_step_s"] if not rows else base_cpu
-        rows.append({"model": name, "vocabulary": vocab, "epoch_s": r["epoch_s"], "step_ms": 1000 * r["step_s"],
-                     "cpu_step_ms": 1000 * r["cpu_step_s"],
-                     "x_backbone": r["epoch_s"] / rows[0]["epoch_s"] if rows else 1.0,
-                     "x_backbone_cpu": r["cpu_step_s"] / base_cpu if rows else 1.0,
-                     "peak_rss_mb": r["peak_rss_mb"], "build_s": r["build_s"], "measured": r["measured"]})
-        print(rows[-1], flush=True)
-    shipped = f"MiniLM 30522 -> pool {default_token_pool()}"  # the target is judged on the shipped default
+    for (name, vocab, _, _), rs in zip(variants, runs):
+        ratio = [r["cpu_step_s"] / b["cpu_step_s"] for r, b in zip(rs, runs[0])]
+        wall = [r["epoch_s"] / b["epoch_s"] for r, b in zip(rs, runs[0])]
+        rows.append({"model": name, "vocabulary": vocab,
+                     "epoch_s": statistics.median(r["epoch_s"] for r in rs),
+                     "step_ms": 1000 * statistics.median(r["step_s"] for r in rs),
+                     "cpu_step_ms": 1000 * statistics.median(r["cpu_step_s"] for r in rs),
+                     "x_backbone": statistics.median(wall), "x_backbone_cpu": statistics.median(ratio),
+                     "x_backbone_cpu_per_round": " / ".join(f"{x:.2f}" for x in ratio),
+                     "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "build_s": rs[0]["build_s"],
+                     "measured": rs[0]["measured"] + (f", {len(rs)} rounds, median" if len(rs) > 1 else "")})
+    shipped = f"MiniLM 30522 -> pool {pool}"  # the target is judged on the shipped defaults (Round 1 and 2)
     judged = [r for r in rows if r["vocabulary"] == shipped]
-    target = bool(judged) and judged[0]["x_backbone_cpu"] <= 1.5
+    target = bool(judged) and all(r["x_backbone_cpu"] <= 1.5 for r in judged)
     write_results(args.name or "mltfr_speed" + ("_quick" if args.quick else ""), rows,
                   {"paper": PAPER, "mltfr": {k: v for k, v in mltfr.items() if k not in PAPER},
-                   "quick_steps": steps, "threads": args.threads or "torch default"},
+                   "quick_steps": steps, "threads": args.threads or "torch default", "repeats": args.repeats},
                   extra={"target_1.5x_with_token_pool_met": target, "target_row": shipped})
-    print(f"target (<= 1.5x SASRec epoch time with the shipped {shipped}): "
-          f"{'met' if target else 'NOT met' if judged else 'not measured'}")
-
+    print(f"target (<= 1.5x SASRec epoch time with the shipped {shipped}, median of paired rounds, "
+          f"both training rounds): {'met' if target else 'NOT met' if judged else 'not measured'}")
 
 
 if __name__ == "__main__":

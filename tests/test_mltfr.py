@@ -195,6 +195,40 @@ def test_fisher_weights_positive_and_consensus_frozen_in_round_2(mltfr_config):
     assert (fisher_importance(model, batches, list(model.experts)) > 0).all() and model.training
 
 
+@pytest.mark.parametrize("two_vocabularies", [False, True])
+def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
+    """Round 2's augmentation (batched experts + frozen consensus expert) is eq. 15,
+    gate(E, [expert_m(E)]) + alpha * W_SC(E) from the per-module experts; values and gradients."""
+    from recbole_llm.llm.loading import minilm_path
+
+    experts = ["minilm", minilm_path(), "minilm"] if two_vocabularies else ["minilm"] * 3
+    config, model, train, _ = build(dict(mltfr_config, llm_experts=experts, sc_alpha=0.3))
+    assert len(set(model.expert_vocab)) == (2 if two_vocabularies else 1)
+    for module in [model.gate.W, model.sc_expert.W_o] + [e.W_o for e in model.experts]:
+        torch.nn.init.normal_(module.weight)
+    model.sc_vocab.fill_(model.expert_vocab[1])  # the second vocabulary when there are two
+    model.sc_active.fill_(True)
+    model.eval()  # no Gumbel noise, no dropout: both paths are deterministic
+    seq = first_batch(train)[model.ITEM_SEQ][:16]
+    table = model.backbone.item_embedding.weight
+    results = []
+    for batched in (True, False):
+        E = table[seq]
+        if batched:
+            out = model.semantic_augmentation(seq, E, item_table=table)
+        else:
+            mask = seq != 0
+            outputs = [e(E, mask, seq, model._vocab(v)) for e, v in zip(model.experts, model.expert_vocab)]
+            out = model.gate(E, outputs)[0] + 0.3 * model.sc_expert(E, mask, seq, model._vocab(model.sc_vocab))
+        model.zero_grad()
+        out.pow(2).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (a, grads_a), (b, grads_b) = results
+    assert a.abs().sum() > 0 and torch.allclose(a, b, atol=1e-5)
+    assert len(grads_a) == len(grads_b) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(grads_a, grads_b))
+    assert all(p.grad is None for p in model.sc_expert.parameters())  # frozen: no gradient reaches it
+
+
 def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):
     config, model, train, valid = build(dict(mltfr_config, sc_alpha=0.0))
     from recbole.model.sequential_recommender import SASRec
