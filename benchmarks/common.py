@@ -112,8 +112,3 @@ def mltfr_default(key):
 
     with open(os.path.join(PROPERTIES_DIR, "model", "MLTFR.yaml")) as f:
         return yaml.safe_load(f)[key]
-
-
-def default_token_pool():
-    """MLTFR's shipped ``token_pool``."""
-    return mltfr_default("token_pool")

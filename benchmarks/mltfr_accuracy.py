@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import default_token_pool, mean_std, mltfr_default, write_results  # noqa: E402
+from benchmarks.common import mean_std, mltfr_default, write_results  # noqa: E402
 
 RUNNER = r'''
 import json, sys
@@ -94,7 +94,7 @@ def main():
             "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "metrics": ["Hit", "NDCG"], "topk": [20],
             "valid_metric": "NDCG@20", "show_progress": False, "state": "WARNING",
             "epochs": 50, "stopping_step": 5}
-    mltfr = {"llm_experts": ["minilm"] * 4, "token_pool": default_token_pool(),
+    mltfr = {"llm_experts": ["minilm"] * 4, "token_pool": mltfr_default("token_pool"),
              "num_tokens": args.num_tokens or mltfr_default("num_tokens"), "expert_heads": 4,
              "mltfr_loss": "backbone", "round1_epochs": 50}
     if args.quick:

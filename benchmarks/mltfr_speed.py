@@ -33,7 +33,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import default_token_pool, mltfr_default, peak_rss_mb, write_results  # noqa: E402
+from benchmarks.common import mltfr_default, peak_rss_mb, write_results  # noqa: E402
 
 PAPER = {"hidden_size": 64, "embedding_size": 64, "inner_size": 256, "n_layers": 2, "n_heads": 2,
          "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "learning_rate": 1e-3,
@@ -145,7 +145,7 @@ def main():
 
     cache = os.path.join(tempfile.gettempdir(), "recbole_llm_bench")
     big = synthetic_big_llm(cache)
-    shipped_k, pool = mltfr_default("num_tokens"), default_token_pool()
+    shipped_k, pool = mltfr_default("num_tokens"), mltfr_default("token_pool")
     mltfr = dict(PAPER, model="MLTFR", backbone="SASRec", llm_cache_dir=os.path.join(cache, "tokens"),
                  num_tokens=shipped_k, expert_heads=4, mltfr_loss="bce")
     variants = [("SASRec", "-", "SASRec", dict(PAPER))]
@@ -170,10 +170,9 @@ def main():
     runs = [[] for _ in variants]  # runs[v][round]
     for rnd in range(args.repeats):
         for v, (name, vocab, model, cfg) in enumerate(variants):
-            cfg = {k: x for k, x in cfg.items() if k not in ("model", "round2")}
             n = max(3, steps // 6) if steps and "no pool" in vocab else steps  # fewer of the slow steps
-            spec = {"model": model, "config": cfg, "steps": n, "threads": args.threads,
-                    "round2": bool(variants[v][3].get("round2"))}
+            spec = {"model": model, "config": {k: x for k, x in cfg.items() if k not in ("model", "round2")},
+                    "steps": n, "threads": args.threads, "round2": bool(cfg.get("round2"))}
             runs[v].append(run_in_fresh_process(spec))
             print(f"round {rnd + 1}/{args.repeats} {name} {vocab}: cpu {1000 * runs[v][-1]['cpu_step_s']:.1f} ms/step",
                   flush=True)
@@ -191,6 +190,7 @@ def main():
                      "measured": rs[0]["measured"] + (f", {len(rs)} rounds, median" if len(rs) > 1 else "")})
     shipped = f"MiniLM 30522 -> pool {pool}"  # the target is judged on the shipped defaults (Round 1 and 2)
     judged = [r for r in rows if r["vocabulary"] == shipped]
+    judged = judged if len(judged) == 2 else []  # the target needs both rounds measured
     target = bool(judged) and all(r["x_backbone_cpu"] <= 1.5 for r in judged)
     write_results(args.name or "mltfr_speed" + ("_quick" if args.quick else ""), rows,
                   {"paper": PAPER, "mltfr": {k: v for k, v in mltfr.items() if k not in PAPER},
