@@ -8,7 +8,7 @@ from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
                                             batched_token_attention, expert_queries, gated_expert_output,
-                                            straight_through_top_k, user_interest)
+                                            scaled_dot_attention, straight_through_top_k, user_interest)
 
 
 def _inputs(B=3, L=5, d=8, seed=0):
@@ -111,6 +111,20 @@ def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
     batched.pow(2).sum().backward()
     grads = [p.grad for e in experts for p in e.parameters() if p.grad is not None]
     assert len(grads) == len(loop_grads) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, loop_grads))
+
+
+@pytest.mark.parametrize("n_keys", [5, 16, 17])
+def test_scaled_dot_attention_equals_the_fused_kernel(n_keys):
+    """Eq. 10 by batched matmuls (K <= 16 keys per head) or the fused kernel: same values and gradients."""
+    g = torch.Generator().manual_seed(n_keys)
+    q, k, v = (torch.randn(3, 4, T, 8, generator=g).requires_grad_() for T in (7, n_keys, n_keys))
+    outs = []
+    for attend in (scaled_dot_attention, F.scaled_dot_product_attention):
+        out = attend(q, k, v)
+        grads = torch.autograd.grad(out.pow(2).sum(), (q, k, v))
+        outs.append((out, grads))
+    (a, grads_a), (b, grads_b) = outs
+    assert torch.allclose(a, b, atol=1e-5) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(grads_a, grads_b))
 
 
 @pytest.mark.parametrize("n_items", [8, 40])
@@ -227,6 +241,19 @@ def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
     assert a.abs().sum() > 0 and torch.allclose(a, b, atol=1e-5)
     assert len(grads_a) == len(grads_b) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(grads_a, grads_b))
     assert all(p.grad is None for p in model.sc_expert.parameters())  # frozen: no gradient reaches it
+
+
+def test_dropout_acts_on_real_items_only(mltfr_config):
+    """expert_dropout zeroes about that share of W_output at real items; padding stays exactly zero."""
+    config, model, train, _ = build(dict(mltfr_config, expert_dropout=0.5))
+    model.train()
+    seq = first_batch(train)[model.ITEM_SEQ]
+    mask = seq != 0
+    out = model.semantic_augmentation(seq, model.backbone.item_embedding(seq)).detach()
+    assert mask.any() and (~mask).any()
+    assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+    dropped = float((out[mask] == 0).float().mean())
+    assert 0.45 < dropped < 0.55, dropped
 
 
 def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):

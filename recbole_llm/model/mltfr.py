@@ -33,7 +33,8 @@ from torch import nn
 
 from recbole_llm.llm.token_embeddings import load_token_embeddings, token_pool
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
-from recbole_llm.model.mltfr_layers import ItemLevelGate, batched_token_attention, build_expert, gated_expert_output
+from recbole_llm.model.mltfr_layers import (ItemLevelGate, batched_token_attention, build_expert, gated_expert_rows,
+                                            scatter_rows)
 
 REFUSED_BACKBONES = {
     "SRGNN": "embeds the nodes of a session graph, not the input sequence",
@@ -147,20 +148,27 @@ class MLTFR(SequentialRecommender):
         (the hook's case), so the experts' queries can be projected per item instead of per position.
         """
         mask = item_seq != 0
+        sc_active = bool(self.sc_active)
         if self.expert_mode == "filter":  # batched: one pass per distinct vocabulary, one gated W_o
+            # Round 2: the frozen consensus expert joins its vocabulary's pass as expert n, and eq. 15's
+            # alpha * W_SC is one more gate column fixed at alpha (no gradient reaches its weights).
+            experts = list(self.experts) + [self.sc_expert] * sc_active
+            sc_vocab = int(self.sc_vocab) if sc_active else None
             parts, order = [], []
             for v in sorted(set(self.expert_vocab)):
-                members = [m for m, u in enumerate(self.expert_vocab) if u == v]
-                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v),
+                members = [m for m, u in enumerate(self.expert_vocab) if u == v] + [len(self.experts)] * (v == sc_vocab)
+                parts.append(batched_token_attention([experts[m] for m in members], E, mask, self._vocab(v),
                                                     item_seq, item_table))
                 order += members
             attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
-            W_output = gated_expert_output(self.gate.weights(E), attended, self.experts, mask)
-        else:
-            outputs = [expert(E, mask, item_seq, self._vocab(v))
-                       for expert, v in zip(self.experts, self.expert_vocab)]
-            W_output, _ = self.gate(E, outputs)
-        if bool(self.sc_active):
+            gate = self.gate.weights(E)
+            if sc_active:
+                gate = torch.cat([gate, gate.new_full((*gate.shape[:2], 1), self.sc_alpha)], dim=-1)
+            # dropout only where W_output can be non-zero: the real items (padding rows stay 0)
+            return scatter_rows(self.dropout(gated_expert_rows(gate, attended, experts, mask)), mask)
+        outputs = [expert(E, mask, item_seq, self._vocab(v)) for expert, v in zip(self.experts, self.expert_vocab)]
+        W_output, _ = self.gate(E, outputs)
+        if sc_active:
             W_output = W_output + self.sc_alpha * self.sc_expert(E, mask, item_seq, self._vocab(self.sc_vocab))
         return self.dropout(W_output)
 
