@@ -8,7 +8,8 @@ from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
                                             batched_token_attention, expert_queries, gated_expert_output,
-                                            scaled_dot_attention, straight_through_top_k, user_interest)
+                                            scaled_dot_attention, straight_through_top_k, table_projection,
+                                            user_interest)
 
 
 def _inputs(B=3, L=5, d=8, seed=0):
@@ -125,6 +126,25 @@ def test_scaled_dot_attention_equals_the_fused_kernel(n_keys):
         outs.append((out, grads))
     (a, grads_a), (b, grads_b) = outs
     assert torch.allclose(a, b, atol=1e-5) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(grads_a, grads_b))
+
+
+def test_frozen_table_projection_is_reused_until_the_weights_change():
+    W_voc = torch.randn(30, 12)
+    layers = [torch.nn.Linear(12, 8), torch.nn.Linear(12, 8)]
+    expected = F.linear(W_voc, torch.cat([layers[0].weight, layers[1].weight]))
+    assert torch.allclose(table_projection(W_voc, layers), expected)        # trainable: computed every call
+    assert table_projection(W_voc, layers).requires_grad
+    for layer in layers:
+        layer.requires_grad_(False)
+    first = table_projection(W_voc, layers)
+    assert torch.allclose(first, expected) and table_projection(W_voc, layers) is first  # frozen: reused
+    with torch.no_grad():
+        layers[1].weight.mul_(2.0)                                           # e.g. load_state_dict
+    changed = table_projection(W_voc, layers)
+    assert changed is not first and torch.allclose(changed, F.linear(W_voc, torch.cat([layers[0].weight,
+                                                                                       layers[1].weight])))
+    other = torch.randn(30, 12)
+    assert torch.allclose(table_projection(other, layers), F.linear(other, torch.cat([l.weight for l in layers])))
 
 
 @pytest.mark.parametrize("n_items", [8, 40])

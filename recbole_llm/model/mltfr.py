@@ -150,22 +150,22 @@ class MLTFR(SequentialRecommender):
         mask = item_seq != 0
         sc_active = bool(self.sc_active)
         if self.expert_mode == "filter":  # batched: one pass per distinct vocabulary, one gated W_o
-            # Round 2: the frozen consensus expert joins its vocabulary's pass as expert n, and eq. 15's
-            # alpha * W_SC is one more gate column fixed at alpha (no gradient reaches its weights).
-            experts = list(self.experts) + [self.sc_expert] * sc_active
-            sc_vocab = int(self.sc_vocab) if sc_active else None
             parts, order = [], []
             for v in sorted(set(self.expert_vocab)):
-                members = [m for m, u in enumerate(self.expert_vocab) if u == v] + [len(self.experts)] * (v == sc_vocab)
-                parts.append(batched_token_attention([experts[m] for m in members], E, mask, self._vocab(v),
+                members = [m for m, u in enumerate(self.expert_vocab) if u == v]
+                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v),
                                                     item_seq, item_table))
                 order += members
             attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
-            gate = self.gate.weights(E)
-            if sc_active:
-                gate = torch.cat([gate, gate.new_full((*gate.shape[:2], 1), self.sc_alpha)], dim=-1)
+            rows = gated_expert_rows(self.gate.weights(E), attended, self.experts, mask)
+            if sc_active:  # eq. 15: + alpha * W_SC, the frozen consensus expert in a pass of its own, so
+                # that no weight gradient is computed for it and its table projections are reused
+                sc_attended = batched_token_attention([self.sc_expert], E, mask, self._vocab(self.sc_vocab),
+                                                      item_seq, item_table)
+                alpha = E.new_full((*mask.shape, 1), self.sc_alpha)
+                rows = rows + gated_expert_rows(alpha, sc_attended, [self.sc_expert], mask)
             # dropout only where W_output can be non-zero: the real items (padding rows stay 0)
-            return scatter_rows(self.dropout(gated_expert_rows(gate, attended, experts, mask)), mask)
+            return scatter_rows(self.dropout(rows), mask)
         outputs = [expert(E, mask, item_seq, self._vocab(v)) for expert, v in zip(self.experts, self.expert_vocab)]
         W_output, _ = self.gate(E, outputs)
         if sc_active:

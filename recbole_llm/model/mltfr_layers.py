@@ -201,28 +201,45 @@ def scaled_dot_attention(q, k, v):
     return torch.softmax(scores, dim=-1) @ v
 
 
+def table_projection(W_voc, layers):
+    """W_voc [W_1; ...; W_n]^T (N x n d, bias not added) for the same-shaped nn.Linear ``layers``.
+
+    For frozen layers (Round 2's consensus expert) the product is a constant: it is computed once
+    and reused until the weights or the table change (tensor identity and version counters).
+    """
+    weight = torch.cat([layer.weight for layer in layers]) if len(layers) > 1 else layers[0].weight
+    if weight.requires_grad:
+        return F.linear(W_voc, weight)
+    key = (W_voc.data_ptr(), W_voc._version, tuple((l.weight.data_ptr(), l.weight._version) for l in layers))
+    cached = getattr(layers[0], "_frozen_table", None)
+    if cached is None or cached[0] != key:
+        cached = (key, F.linear(W_voc, weight))
+        layers[0]._frozen_table = cached  # a plain attribute: not a parameter, buffer or state entry
+    return cached[1]
+
+
 def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=None):
     """Eq. 1-10 of TokenFilterExpert for ``experts`` that read the same W_voc (N x d_llm).
 
     Same maths as calling each expert (before its W_o), with the experts' weights
     concatenated: the table is projected once by [W_align_1..n] (routing) and the
     selected tokens once by [W_k_1..n] and [W_v_1..n].  Keys and values are laid out
-    users x K x n x d, so the n experts' H heads are the n H heads of one attention call
-    and queries, keys and values are views of their GEMM outputs (no copies).  Returns
-    the attended values (B x L x n x d), the input of :func:`gated_expert_output`.
+    users x K x n x d, so the n experts' H heads are the n H heads of one attention call.
+    Returns the attended values (B x L x n x d), the input of :func:`gated_expert_rows`.
     ``item_seq``/``item_table``: give both when E is ``item_table[item_seq]`` (see :func:`expert_queries`).
     """
     first, n = experts[0], len(experts)
     (B, L, d), N, K, H = E.shape, W_voc.shape[0], first.num_tokens, first.n_heads
-    k_weight, k_bias = _stacked([e.W_k for e in experts])                # n d x d_llm, n d
-    v_weight, v_bias = _stacked([e.W_v for e in experts])
+    k_layers, v_layers = [e.W_k for e in experts], [e.W_v for e in experts]
+    k_bias, v_bias = torch.cat([layer.bias for layer in k_layers]), torch.cat([layer.bias for layer in v_layers])
     if first.token_filter == "all":  # keys/values of the whole table, shared by the batch: 1 x N x n x d
-        keys = F.linear(W_voc, k_weight, k_bias).view(1, N, n, d)
-        values = F.linear(W_voc, v_weight, v_bias).view(1, N, n, d)
+        keys = (table_projection(W_voc, k_layers) + k_bias).view(1, N, n, d)
+        values = (table_projection(W_voc, v_layers) + v_bias).view(1, N, n, d)
     else:
         if first.token_filter == "user" and B * K >= N:  # eq. 2-6, all experts' logits n x B x N at once
-            align_weight, align_bias = _stacked([e.W_align for e in experts])
-            voc_align = (F.linear(W_voc, align_weight) + align_bias).view(N, n, d).transpose(0, 1)
+            align_layers = [e.W_align for e in experts]
+            align_bias = torch.cat([layer.bias for layer in align_layers])
+            voc_align = (table_projection(W_voc, align_layers) + align_bias).view(N, n, d).transpose(0, 1)
             interest = F.normalize(user_interest(E, mask), dim=-1)
             logits = interest @ F.normalize(voc_align, dim=-1).transpose(1, 2)
             index, weight = straight_through_top_k(logits, K, first.tau, noisy=first.training)
@@ -238,15 +255,16 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
         if B * K >= N:
             expert_id = torch.arange(n, device=E.device)
 
-            def selected(weight_, bias_):  # B x K x n x d
-                return F.linear(W_voc, weight_).view(N, n, d)[index, expert_id] * weight + bias_.view(n, d)
+            def selected(layers, bias_):  # B x K x n x d
+                return table_projection(W_voc, layers).view(N, n, d)[index, expert_id] * weight + bias_.view(n, d)
         else:
             rows = W_voc[index.reshape(-1, n).T]                         # n x B K x d_llm
 
-            def selected(weight_, bias_):
+            def selected(layers, bias_):
+                weight_ = torch.cat([layer.weight for layer in layers])
                 out = torch.bmm(rows, weight_.view(n, d, -1).transpose(1, 2))    # n x B K x d
                 return out.transpose(0, 1).reshape(B, K, n, d) * weight + bias_.view(n, d)
-        keys, values = selected(k_weight, k_bias), selected(v_weight, v_bias)
+        keys, values = selected(k_layers, k_bias), selected(v_layers, v_bias)
     # Queries are independent rows of eq. 10: with keys shared by the batch ("all") the B users'
     # queries stack into one block of B L rows instead of copying the keys B times.
     users, rows = keys.shape[0], B * L // keys.shape[0]
