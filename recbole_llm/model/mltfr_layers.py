@@ -225,7 +225,8 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
     concatenated: the table is projected once by [W_align_1..n] (routing) and the
     selected tokens once by [W_k_1..n] and [W_v_1..n].  Keys and values are laid out
     users x K x n x d, so the n experts' H heads are the n H heads of one attention call.
-    Returns the attended values (B x L x n x d), the input of :func:`gated_expert_rows`.
+    Returns the attended values (B x L x n x H x d/H, heads of expert m at [:, :, m]), the input
+    of :func:`gated_expert_rows`.
     ``item_seq``/``item_table``: give both when E is ``item_table[item_seq]`` (see :func:`expert_queries`).
     """
     first, n = experts[0], len(experts)
@@ -275,20 +276,25 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
 
     queries = expert_queries(E, q_weight, q_bias, item_seq, item_table)
     attended = scaled_dot_attention(heads(queries), heads(keys), heads(values))  # eq. 10, all n H heads
-    return attended.transpose(1, 2).reshape(B, L, n, d)
+    # B x L x n x H x d/H, a view of the attention output: the rows gathered at the real items
+    # (gated_expert_rows) come out in (expert, head) order without a transposed copy of all positions
+    return attended.unflatten(1, (n, H)).permute(0, 3, 1, 2, 4).reshape(B, L, n, H, d // H)
 
 
 def gated_expert_rows(gate, attended, experts, mask):
     """Eq. 8 and 11-12 together at the R real items (``mask``): R x d rows of sum_m G_m W_o_m(attended_m).
 
+    ``attended``: B x L x n x d, or B x L x n x H x d/H as :func:`batched_token_attention` returns it.
+
     sum_m G_m (a_m W_o_m^T + c_m) = [G_1 a_1, ..., G_n a_n] [W_o_1, ..., W_o_n]^T + G [c_1; ...; c_n],
     one GEMM over the real items only.
     """
-    B, L, n, d = attended.shape
+    n = attended.shape[2]
     weight, bias = _stacked([e.W_o for e in experts], dim=1)             # d x n d, n d
     g = gate[mask]                                                       # R x n, R real items
-    gated = (attended[mask] * g.unsqueeze(-1)).reshape(-1, n * d)
-    return torch.addmm(g @ bias.view(n, d), gated, weight.T)
+    rows = attended[mask].reshape(g.shape[0], n, -1)                     # R x n x d
+    gated = (rows * g.unsqueeze(-1)).reshape(g.shape[0], -1)
+    return torch.addmm(g @ bias.view(n, -1), gated, weight.T)
 
 
 def scatter_rows(rows, mask):
