@@ -207,13 +207,16 @@ def table_projection(W_voc, layers):
     For frozen layers (Round 2's consensus expert) the product is a constant: it is computed once
     and reused until the weights or the table change (tensor identity and version counters).
     """
-    weight = torch.cat([layer.weight for layer in layers]) if len(layers) > 1 else layers[0].weight
-    if weight.requires_grad:
-        return F.linear(W_voc, weight)
-    key = (W_voc.data_ptr(), W_voc._version, tuple((l.weight.data_ptr(), l.weight._version) for l in layers))
+    def product():
+        return F.linear(W_voc, torch.cat([layer.weight for layer in layers]) if len(layers) > 1 else layers[0].weight)
+
+    if any(layer.weight.requires_grad for layer in layers):
+        return product()
+    key = (W_voc.data_ptr(), W_voc._version,
+           tuple((layer.weight.data_ptr(), layer.weight._version) for layer in layers))
     cached = getattr(layers[0], "_frozen_table", None)
     if cached is None or cached[0] != key:
-        cached = (key, F.linear(W_voc, weight))
+        cached = (key, product())
         layers[0]._frozen_table = cached  # a plain attribute: not a parameter, buffer or state entry
     return cached[1]
 
