@@ -166,9 +166,18 @@ class ItemLevelGate(nn.Module):
 
 
 # ----- batched experts: the loop over TokenFilterExpert modules as stacked GEMMs ----------
+def _stacked_weight(layers, dim=0):
+    """Weights of same-shaped nn.Linear layers concatenated (one layer: its own weight, no copy)."""
+    return layers[0].weight if len(layers) == 1 else torch.cat([layer.weight for layer in layers], dim)
+
+
+def _stacked_bias(layers):
+    return layers[0].bias if len(layers) == 1 else torch.cat([layer.bias for layer in layers])
+
+
 def _stacked(layers, dim=0):
     """Weights and biases of same-shaped nn.Linear layers concatenated: one GEMM serves them all."""
-    return torch.cat([layer.weight for layer in layers], dim), torch.cat([layer.bias for layer in layers])
+    return _stacked_weight(layers, dim), _stacked_bias(layers)
 
 
 def expert_queries(E, q_weight, q_bias, item_seq=None, item_table=None):
@@ -207,16 +216,13 @@ def table_projection(W_voc, layers):
     For frozen layers (Round 2's consensus expert) the product is a constant: it is computed once
     and reused until the weights or the table change (tensor identity and version counters).
     """
-    def product():
-        return F.linear(W_voc, torch.cat([layer.weight for layer in layers]) if len(layers) > 1 else layers[0].weight)
-
     if any(layer.weight.requires_grad for layer in layers):
-        return product()
+        return F.linear(W_voc, _stacked_weight(layers))
     key = (W_voc.data_ptr(), W_voc._version,
            tuple((layer.weight.data_ptr(), layer.weight._version) for layer in layers))
     cached = getattr(layers[0], "_frozen_table", None)
     if cached is None or cached[0] != key:
-        cached = (key, product())
+        cached = (key, F.linear(W_voc, _stacked_weight(layers)))
         layers[0]._frozen_table = cached  # a plain attribute: not a parameter, buffer or state entry
     return cached[1]
 
@@ -235,14 +241,14 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
     first, n = experts[0], len(experts)
     (B, L, d), N, K, H = E.shape, W_voc.shape[0], first.num_tokens, first.n_heads
     k_layers, v_layers = [e.W_k for e in experts], [e.W_v for e in experts]
-    k_bias, v_bias = torch.cat([layer.bias for layer in k_layers]), torch.cat([layer.bias for layer in v_layers])
+    k_bias, v_bias = _stacked_bias(k_layers), _stacked_bias(v_layers)
     if first.token_filter == "all":  # keys/values of the whole table, shared by the batch: 1 x N x n x d
         keys = (table_projection(W_voc, k_layers) + k_bias).view(1, N, n, d)
         values = (table_projection(W_voc, v_layers) + v_bias).view(1, N, n, d)
     else:
         if first.token_filter == "user" and B * K >= N:  # eq. 2-6, all experts' logits n x B x N at once
             align_layers = [e.W_align for e in experts]
-            align_bias = torch.cat([layer.bias for layer in align_layers])
+            align_bias = _stacked_bias(align_layers)
             voc_align = (table_projection(W_voc, align_layers) + align_bias).view(N, n, d).transpose(0, 1)
             interest = F.normalize(user_interest(E, mask), dim=-1)
             logits = interest @ F.normalize(voc_align, dim=-1).transpose(1, 2)
@@ -265,8 +271,7 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
             rows = W_voc[index.reshape(-1, n).T]                         # n x B K x d_llm
 
             def selected(layers, bias_):
-                weight_ = torch.cat([layer.weight for layer in layers])
-                out = torch.bmm(rows, weight_.view(n, d, -1).transpose(1, 2))    # n x B K x d
+                out = torch.bmm(rows, _stacked_weight(layers).view(n, d, -1).transpose(1, 2))    # n x B K x d
                 return out.transpose(0, 1).reshape(B, K, n, d) * weight + bias_.view(n, d)
         keys, values = selected(k_layers, k_bias), selected(v_layers, v_bias)
     # Queries are independent rows of eq. 10: with keys shared by the batch ("all") the B users'
