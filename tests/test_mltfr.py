@@ -8,7 +8,7 @@ from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
                                             batched_token_attention, expert_queries, gated_expert_output,
-                                            scaled_dot_attention, straight_through_top_k, table_projection,
+                                            real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k, table_projection,
                                             user_interest)
 
 
@@ -261,6 +261,21 @@ def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
     assert a.abs().sum() > 0 and torch.allclose(a, b, atol=1e-5)
     assert len(grads_a) == len(grads_b) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(grads_a, grads_b))
     assert all(p.grad is None for p in model.sc_expert.parameters())  # frozen: no gradient reaches it
+
+
+def test_real_positions_gather_and_scatter_like_boolean_indexing():
+    """index_select at real_positions == x[mask] (row order and gradient); scatter_rows inverts it."""
+    torch.manual_seed(0)
+    mask = torch.rand(6, 7) < 0.6
+    x = torch.randn(6, 7, 3, 2, requires_grad=True).permute(0, 1, 3, 2)  # a non-contiguous view, as in MLTFR
+    rows = x.reshape(mask.numel(), -1).index_select(0, real_positions(mask))
+    assert torch.equal(rows, x[mask].reshape(rows.shape))
+    g = torch.randn(rows.shape)
+    (grad_new,) = torch.autograd.grad(rows, x, g)
+    (grad_ref,) = torch.autograd.grad(x[mask].reshape(rows.shape), x, g)
+    assert torch.equal(grad_new, grad_ref)
+    out = scatter_rows(rows, mask)
+    assert torch.equal(out[mask], rows) and not out[~mask].any()
 
 
 def test_dropout_acts_on_real_items_only(mltfr_config):
