@@ -8,8 +8,8 @@ from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
                                             batched_token_attention, expert_queries, gated_expert_output,
-                                            real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k, table_projection,
-                                            user_interest)
+                                            real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k,
+                                            table_projection, user_interest)
 
 
 def _inputs(B=3, L=5, d=8, seed=0):
