@@ -7,7 +7,7 @@ from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: 
 from recbole_llm.llm.loading import LLMNotFoundError
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
-                                            batched_token_attention, expert_queries, gated_expert_output,
+                                            batched_token_attention, expert_queries, gated_expert_output, gather_rows,
                                             real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k,
                                             table_projection, user_interest)
 
@@ -264,11 +264,11 @@ def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
 
 
 def test_real_positions_gather_and_scatter_like_boolean_indexing():
-    """index_select at real_positions == x[mask] (row order and gradient); scatter_rows inverts it."""
+    """gather_rows at real_positions == x[mask] (row order and gradient); scatter_rows inverts it."""
     torch.manual_seed(0)
     mask = torch.rand(6, 7) < 0.6
     x = torch.randn(6, 7, 3, 2, requires_grad=True).permute(0, 1, 3, 2)  # a non-contiguous view, as in MLTFR
-    rows = x.reshape(mask.numel(), -1).index_select(0, real_positions(mask))
+    rows = gather_rows(x, real_positions(mask)).flatten(1)
     assert torch.equal(rows, x[mask].reshape(rows.shape))
     g = torch.randn(rows.shape)
     (grad_new,) = torch.autograd.grad(rows, x, g)

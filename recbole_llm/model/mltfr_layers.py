@@ -301,10 +301,8 @@ def gated_expert_rows(gate, attended, experts, mask):
     n = attended.shape[2]
     weight, bias = _stacked([e.W_o for e in experts], dim=1)             # d x n d, n d
     positions = real_positions(mask)
-    g = gate.reshape(-1, n).index_select(0, positions)                   # R x n, R real items
-    # reshape copies a permuted view once; index_select then gathers contiguous rows: 2.4x faster
-    # forward + backward than boolean indexing of the permuted view
-    rows = attended.reshape(mask.numel(), -1).index_select(0, positions).view(g.shape[0], n, -1)  # R x n x d
+    g = gather_rows(gate, positions)                                     # R x n, R real items
+    rows = gather_rows(attended, positions).view(g.shape[0], n, -1)      # R x n x d
     gated = (rows * g.unsqueeze(-1)).reshape(g.shape[0], -1)
     return torch.addmm(g @ bias.view(n, -1), gated, weight.T)
 
@@ -312,6 +310,15 @@ def gated_expert_rows(gate, attended, experts, mask):
 def real_positions(mask):
     """Flat indices (R) of the real items in a B x L ``mask``, in row-major order (that of ``x[mask]``)."""
     return mask.reshape(-1).nonzero().squeeze(1)
+
+
+def gather_rows(x, positions):
+    """``x[mask]`` for x of shape B x L x ..., at ``positions = real_positions(mask)``.
+
+    Flattening B x L copies a permuted view (the attention output) once; index_select then gathers
+    contiguous rows: 2.4x faster forward + backward than boolean indexing of the permuted view.
+    """
+    return x.flatten(0, 1).index_select(0, positions)
 
 
 def scatter_rows(rows, mask):
