@@ -9,7 +9,7 @@ from recbole_llm.federated.client_data import make_client
 from recbole_llm.federated.client_update import (LocalTrainingSpec, SequentialEngine,
                                                  trainable_parameters)
 from recbole_llm.federated.server import FedAvgServer
-from recbole_llm.federated.vectorized import (VectorizedEngine, rand_mask_dropout,
+from recbole_llm.federated.vectorized import (VectorizedEngine, rand_mask_dropout_layers,
                                               stack_client_batches)
 from recbole_llm.federated.views import prepare_views
 from recbole_llm.federated.views.augment import AugmentViewGenerator
@@ -47,7 +47,7 @@ def test_rand_mask_dropout_keeps_dropout_semantics_and_restores_the_layer():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Dropout(0.25), torch.nn.Dropout(0.0))
     x = torch.ones(4, 20000)
-    with rand_mask_dropout(model):
+    with rand_mask_dropout_layers(model):
         model.train()
         y = vmap(model, randomness="different")(x)
         kept = y != 0

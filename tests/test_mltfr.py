@@ -10,6 +10,7 @@ from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, To
                                             batched_token_attention, expert_queries, gated_expert_output, gather_rows,
                                             real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k,
                                             table_projection, user_interest)
+from recbole_llm.model.rand_mask_dropout import RandMaskDropout
 
 
 def _inputs(B=3, L=5, d=8, seed=0):
@@ -84,10 +85,18 @@ def test_item_level_gate():
     E, mask, _ = _inputs()
     gate = ItemLevelGate(8, 3, max_len=10)
     outputs = [torch.randn_like(E) for _ in range(3)]
+    torch.nn.init.normal_(gate.b)
     base, weights = gate(E, outputs)
     assert weights.shape == (3, 5, 3) and torch.allclose(weights.sum(-1), torch.ones(3, 5))
     manual = sum(weights[..., m:m + 1] * outputs[m] for m in range(3))
     assert torch.allclose(base, manual)
+    # eq. 11 as written (softmax over the last dim of E W^T + b), values and gradients
+    plain = torch.softmax(gate.W(E) + gate.b[:, :5].T, dim=-1)
+    assert torch.allclose(weights, plain, atol=1e-6)
+    g = torch.randn(3, 5, 3)
+    grads = torch.autograd.grad((weights * g).sum(), (gate.W.weight, gate.b))
+    plain_grads = torch.autograd.grad((plain * g).sum(), (gate.W.weight, gate.b))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, plain_grads))
 
 
 @pytest.mark.parametrize("token_filter,n_tokens", [("user", 10), ("user", 400), ("random", 40), ("all", 40)])
@@ -114,9 +123,10 @@ def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
     assert len(grads) == len(loop_grads) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, loop_grads))
 
 
-@pytest.mark.parametrize("n_keys", [5, 16, 17])
+@pytest.mark.parametrize("n_keys", [5, 8, 16, 17])
 def test_scaled_dot_attention_equals_the_fused_kernel(n_keys):
-    """Eq. 10 by batched matmuls (K <= 16 keys per head) or the fused kernel: same values and gradients."""
+    """Eq. 10 by batched matmuls (K <= 16 keys per head; transposed scores below 16) or the fused kernel:
+    same values and gradients."""
     g = torch.Generator().manual_seed(n_keys)
     q, k, v = (torch.randn(3, 4, T, 8, generator=g).requires_grad_() for T in (7, n_keys, n_keys))
     outs = []
@@ -276,6 +286,20 @@ def test_real_positions_gather_and_scatter_like_boolean_indexing():
     assert torch.equal(grad_new, grad_ref)
     out = scatter_rows(rows, mask)
     assert torch.equal(out[mask], rows) and not out[~mask].any()
+
+
+def test_rand_mask_dropout_has_dropout_semantics():
+    """Keep-mask Bernoulli(1 - p), kept entries scaled by 1 / (1 - p), gradient through the same mask."""
+    torch.manual_seed(0)
+    x = torch.ones(200, 500, requires_grad=True)
+    layer = RandMaskDropout(0.3).train()
+    y = layer(x)
+    kept = y != 0
+    assert torch.allclose(y[kept], torch.tensor(1 / 0.7)) and abs(float(kept.float().mean()) - 0.7) < 0.01
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(grad, y.detach())  # d(x * mask)/dx = mask, at x = 1 equal to y
+    assert torch.equal(layer.eval()(x), x) and torch.equal(RandMaskDropout(0.0).train()(x), x)
+    assert not RandMaskDropout(1.0).train()(x).any()
 
 
 def test_dropout_acts_on_real_items_only(mltfr_config):

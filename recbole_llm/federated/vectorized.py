@@ -27,6 +27,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from recbole_llm.federated.client_update import client_batch, flatten_parameters, parameter_views, trainable_parameters
 from recbole_llm.federated.server import ParameterUpdate
+from recbole_llm.model.rand_mask_dropout import RandMaskDropout
 
 
 class ClientObjective(torch.nn.Module):
@@ -66,25 +67,16 @@ def stack_client_batches(clients, use_views, max_len, trim=False):
 
 
 @contextmanager
-def rand_mask_dropout(model):
+def rand_mask_dropout_layers(model):
     """Within the block, the model's ``nn.Dropout`` layers draw their masks with ``torch.rand``."""
     layers = [m for m in model.modules() if type(m) is torch.nn.Dropout and m.p > 0]
     for layer in layers:
-        layer.forward = _rand_mask_dropout.__get__(layer)
+        layer.forward = RandMaskDropout.forward.__get__(layer)
     try:
         yield
     finally:
         for layer in layers:
             del layer.forward
-
-
-def _rand_mask_dropout(self, x):
-    """``nn.Dropout.forward``: keep each entry with probability 1 - p, scaled by 1 / (1 - p)."""
-    if not self.training or self.p == 0:
-        return x
-    if self.p == 1:
-        return x * 0.0
-    return x * ((torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p)))
 
 
 class VectorizedEngine:
@@ -148,7 +140,7 @@ class VectorizedEngine:
 
         step_fn = vmap(grad_and_value(loss_fn), randomness="different")
         model.train()
-        with rand_mask_dropout(model):
+        with rand_mask_dropout_layers(model):
             for _ in range(spec.local_epochs):
                 grads, losses = step_fn(params, *batch)
                 with torch.no_grad():

@@ -35,6 +35,7 @@ from recbole_llm.llm.token_embeddings import load_token_embeddings, token_pool
 from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr_layers import (ItemLevelGate, batched_token_attention, build_expert, gated_expert_rows,
                                             scatter_rows)
+from recbole_llm.model.rand_mask_dropout import RandMaskDropout
 
 REFUSED_BACKBONES = {
     "SRGNN": "embeds the nodes of a session graph, not the input sequence",
@@ -100,7 +101,7 @@ class MLTFR(SequentialRecommender):
             build_expert(self.expert_mode, d_emb, self._vocab(v).shape[1], **expert_kwargs)
             for v in vocab_index)
         self.gate = ItemLevelGate(d_emb, len(self.experts), self.max_seq_length)
-        self.dropout = nn.Dropout(float(config["expert_dropout"]))  # once on W_output, not per expert
+        self.dropout = RandMaskDropout(float(config["expert_dropout"]))  # once on W_output, not per expert
 
         # Semantic-consensus expert (§2.2.2): same architecture as the fused group, always frozen.
         self.sc_group = homogeneous_group(self.experts)
