@@ -64,6 +64,36 @@ def test_no_gumbel_noise_at_evaluation():
     assert len(picks) > 1  # Gumbel noise makes training selections vary
 
 
+def test_frozen_router_takes_the_clean_top_k_without_a_selection_gradient():
+    """The consensus expert's frozen router (Round 2): clean Top-K in training too, b = 1 without a
+    gradient; E still gets its gradient through the queries. Batched and per-module paths agree."""
+    E, mask, seq = _inputs()
+    W_voc = torch.randn(40, 12)
+    expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=1.0).train()
+    torch.nn.init.normal_(expert.W_o.weight)
+    expert.requires_grad_(False)
+    clean = expert.routing_logits(E, mask, W_voc).topk(6, -1).indices
+    assert all(torch.equal(expert.select_tokens(E, mask, W_voc)[0], clean) for _ in range(5))
+    outs = []
+    for batched in (True, False):
+        E_leaf = E.clone().requires_grad_()
+        if batched:
+            out = gated_expert_output(torch.ones(3, 5, 1), batched_token_attention([expert], E_leaf, mask, W_voc),
+                                      [expert], mask)
+        else:
+            out = expert(E_leaf, mask, seq, W_voc)
+        (grad,) = torch.autograd.grad(out.pow(2).sum(), E_leaf)
+        outs.append((out.detach(), grad))
+    (a, grad_a), (b, grad_b) = outs
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(grad_a, grad_b, atol=1e-5)
+    assert grad_a[mask].abs().sum() > 0
+    # a trainable router (same weights, no noise) also sends its straight-through gradient to E
+    expert.W_align.requires_grad_(True)
+    E_leaf = E.clone().requires_grad_()
+    (grad_st,) = torch.autograd.grad(expert.eval()(E_leaf, mask, seq, W_voc).pow(2).sum(), E_leaf)
+    assert not torch.allclose(grad_st, grad_a)
+
+
 @pytest.mark.parametrize("token_filter", ["random", "all"])
 def test_filter_ablations(token_filter):
     E, mask, seq = _inputs()

@@ -47,6 +47,23 @@ def straight_through_top_k(scores, k, tau, noisy):
     return index, (1.0 - p_top).detach() + p_top
 
 
+def fixed_top_k(scores, k):
+    """The Top-K of a frozen router (the semantic-consensus expert, Round 2): no noise, no gradient.
+
+    Eq. 4-6's Gumbel noise and straight-through estimator are there "to make Top-K token selection
+    trainable" (§2.1.1).  The consensus expert's router is frozen (Algorithm 1, line 15: "a fixed
+    reference"), so nothing is trained through its selection: we take its hard Top-K of the clean
+    logits, in training as at evaluation, and pass no gradient through the selection (b = 1).
+    Gradients still reach E through its queries (eq. 9).  Returns (indices B x K, None).
+    """
+    return torch.topk(scores.detach(), k, dim=-1).indices, None
+
+
+def trainable_router(experts):
+    """False when the experts' alignment layers (their routers, eq. 2) are frozen."""
+    return any(e.W_align.weight.requires_grad for e in experts)
+
+
 class TokenFilterExpert(nn.Module):
     """One MLTFR expert: user-guided token filtering + semantic integration layer.
 
@@ -89,10 +106,14 @@ class TokenFilterExpert(nn.Module):
     def select_tokens(self, E, mask, W_voc):
         """Indices (B x K) of the selected tokens and their straight-through weights (B x K)."""
         B, N = E.shape[0], W_voc.shape[0]
-        if self.token_filter == "user":
+        if self.token_filter == "user" and not trainable_router([self]):
+            with torch.no_grad():
+                index, _ = fixed_top_k(self.routing_logits(E, mask, W_voc), self.num_tokens)
+        elif self.token_filter == "user":
             return straight_through_top_k(self.routing_logits(E, mask, W_voc), self.num_tokens,
                                           self.tau, noisy=self.training)
-        index = torch.rand(B, N, device=E.device).topk(self.num_tokens, dim=-1).indices
+        else:
+            index = torch.rand(B, N, device=E.device).topk(self.num_tokens, dim=-1).indices
         return index, torch.ones(index.shape, device=E.device, dtype=E.dtype)
 
     def _heads(self, x):
@@ -262,18 +283,24 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
         values = (table_projection(W_voc, v_layers) + v_bias).view(1, N, n, d)
     else:
         if first.token_filter == "user" and B * K >= N:  # eq. 2-6, all experts' logits n x B x N at once
-            align_layers = [e.W_align for e in experts]
-            align_bias = _stacked_bias(align_layers)
-            voc_align = (table_projection(W_voc, align_layers) + align_bias).view(N, n, d).transpose(0, 1)
-            interest = F.normalize(user_interest(E, mask), dim=-1)
-            logits = interest @ F.normalize(voc_align, dim=-1).transpose(1, 2)
-            index, weight = straight_through_top_k(logits, K, first.tau, noisy=first.training)
+            trainable = trainable_router(experts)
+            with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+                align_layers = [e.W_align for e in experts]
+                align_bias = _stacked_bias(align_layers)
+                voc_align = (table_projection(W_voc, align_layers) + align_bias).view(N, n, d).transpose(0, 1)
+                interest = F.normalize(user_interest(E, mask), dim=-1)
+                logits = interest @ F.normalize(voc_align, dim=-1).transpose(1, 2)
+            if trainable:
+                index, weight = straight_through_top_k(logits, K, first.tau, noisy=first.training)
+            else:  # the frozen consensus expert: hard Top-K, b = 1 without a gradient
+                index, weight = fixed_top_k(logits, K)
         elif first.token_filter == "user":  # large table: one expert's B x N logits at a time (cache)
             index, weight = (torch.stack(t) for t in zip(*(e.select_tokens(E, mask, W_voc) for e in experts)))
         else:  # random: K random tokens per user and expert
             index = torch.rand(n, B, N, device=E.device).topk(K, dim=-1).indices
             weight = torch.ones(index.shape, device=E.device, dtype=E.dtype)
-        index, weight = index.permute(1, 2, 0), weight.permute(1, 2, 0).unsqueeze(-1)  # B x K x n
+        index = index.permute(1, 2, 0)  # B x K x n
+        weight = None if weight is None else weight.permute(1, 2, 0).unsqueeze(-1)
         # (b_st * W_voc[I]) W_k + c == b_st * (W_voc[I] W_k) + c.  When an expert's B K selections
         # cover the table, project the whole table once by all experts' stacked weights;
         # otherwise (large table, no pool) each expert projects only its own selected rows.
@@ -281,14 +308,15 @@ def batched_token_attention(experts, E, mask, W_voc, item_seq=None, item_table=N
             flat = (index * n + torch.arange(n, device=E.device)).reshape(-1)
 
             def selected(layers, bias_):  # B x K x n x d; index_select: 2.7x faster fwd + bwd than [index, m]
-                picked = table_projection(W_voc, layers).view(N * n, d).index_select(0, flat)
-                return picked.view(B, K, n, d) * weight + bias_.view(n, d)
+                picked = table_projection(W_voc, layers).view(N * n, d).index_select(0, flat).view(B, K, n, d)
+                return (picked if weight is None else picked * weight) + bias_.view(n, d)
         else:
             rows = W_voc[index.reshape(-1, n).T]                         # n x B K x d_llm
 
             def selected(layers, bias_):
                 out = torch.bmm(rows, _stacked_weight(layers).view(n, d, -1).transpose(1, 2))    # n x B K x d
-                return out.transpose(0, 1).reshape(B, K, n, d) * weight + bias_.view(n, d)
+                out = out.transpose(0, 1).reshape(B, K, n, d)
+                return (out if weight is None else out * weight) + bias_.view(n, d)
         keys, values = selected(k_layers, k_bias), selected(v_layers, v_bias)
     # Queries are independent rows of eq. 10: with keys shared by the batch ("all") the B users'
     # queries stack into one block of B L rows instead of copying the keys B times.
