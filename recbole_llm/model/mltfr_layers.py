@@ -51,9 +51,10 @@ def fixed_top_k(scores, k):
     """The Top-K of a frozen router (the semantic-consensus expert, Round 2): no noise, no gradient.
 
     Eq. 4-6's Gumbel noise and straight-through estimator are there "to make Top-K token selection
-    trainable" (§2.1.1).  The consensus expert's router is frozen (Algorithm 1, line 15: "a fixed
-    reference"), so nothing is trained through its selection: we take its hard Top-K of the clean
-    logits, in training as at evaluation, and pass no gradient through the selection (b = 1).
+    trainable" (§2.1.1).  The consensus expert's router is frozen with the rest of it "to keep the
+    shared expert as a fixed reference" (§2.2.2; Algorithm 1, line 15), so nothing is trained through
+    its selection: we take its hard Top-K of the clean logits, in training as at evaluation
+    (Algorithm 1, line 33), and pass no gradient through the selection (b = 1).
     Gradients still reach E through its queries (eq. 9).  Returns (indices B x K, None).
     """
     return torch.topk(scores.detach(), k, dim=-1).indices, None
