@@ -14,9 +14,9 @@ setup(
     # installed inside the package, so an installed copy finds its yaml files.
     package_dir={"recbole_llm.properties": "properties"},
     package_data={
-        "recbole_llm.properties": ["*.yaml", "model/*.yaml"],
+        "recbole_llm.properties": ["*.yaml", "model/*.yaml", "method/*.yaml"],
         # the Flower app directory that `flwr run` copies (not a Python package)
-        "recbole_llm.federated.flower": ["app/*.toml", "app/*.py"],
+        "recbole_llm.apps.flower": ["app/*.toml", "app/*.py"],
     },
     py_modules=["run_recbole_llm"],
     install_requires=[

@@ -74,7 +74,7 @@ def worker(spec):
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     from recbole_llm.community.communities import discover_communities
-    from recbole_llm.community.knn import (default_nlist, default_nprobe, import_faiss, knn_search,
+    from recbole_llm.knn import (default_nlist, default_nprobe, import_faiss, knn_search,
                                            resolve_index)
 
     import_faiss()  # library loading is not part of the search time

@@ -43,7 +43,7 @@ def profile_pipeline(unit, k, q, h):
     """Seconds of each discovery stage with the exact kNN graph of every user."""
     from recbole_llm.community.anchors import coverage_graph, greedy_coverage_anchors
     from recbole_llm.community.kernels import kernel_weights
-    from recbole_llm.community.knn import anchor_distances, build_index, scaled_arccos_distance
+    from recbole_llm.knn import anchor_distances, build_index, scaled_arccos_distance
 
     stages = {}
     built, stages["exact index add"] = timed(build_index, unit, "cpu", "flat")
@@ -70,7 +70,7 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     from benchmarks.common import peak_rss_mb, write_results
-    from recbole_llm.community.knn import (empty_index, import_faiss, l2_normalize,
+    from recbole_llm.knn import (empty_index, import_faiss, l2_normalize,
                                            set_search_params, train_index)
 
     faiss = import_faiss()

@@ -69,7 +69,7 @@ def main():
     from recbole_llm.federated.client_update import LocalTrainingSpec, SequentialEngine, trainable_parameters
     from recbole_llm.federated.sampling import sample_clients
     from recbole_llm.federated.vectorized import VectorizedEngine
-    from recbole_llm.federated.views import build_view_generator, prepare_views
+    from recbole_llm.model.lumos.views import build_view_generator, prepare_views
 
     torch.set_num_threads(args.threads)
     repo = os.getcwd()

@@ -34,7 +34,7 @@ def evaluate(config, model, data):
 def run_seed(seed, args, base):
     from recbole_llm.config import Config
     from recbole_llm.quick_start import build_model, prepare, run_recbole_llm
-    from recbole_llm.trainer import L3RecTrainer
+    from recbole_llm.model.l3rec import L3RecTrainer
 
     q_max = max(args.qs)
     config = Config(model="L3Rec", dataset="ml-100k",
@@ -58,7 +58,7 @@ def run_seed(seed, args, base):
             rows.append(dict(seed=seed, method=f"L3Rec q={q} {fusion}", **evaluate(config, model, test)))
     model.local_trained.zero_()  # every user on the fallback: the global model alone
     rows.append(dict(seed=seed, method=f"global {base['global_model']}", **evaluate(config, model, test)))
-    sasrec = dict(base["local_config"], epochs=base["local_epochs"], seed=seed,
+    sasrec = dict(base["local_config"], epochs=base["local_model_epochs"], seed=seed,
                   **{k: base[k] for k in ("MAX_ITEM_LIST_LENGTH", "train_batch_size", "state",
                                           "show_progress", "metrics", "topk", "valid_metric")
                      if k in base})
@@ -89,7 +89,7 @@ def main():
     torch.set_num_threads(args.threads)
     base = {
         "local_model": "SASRec", "global_model": "MultiVAE", "global_epochs": 20,
-        "local_epochs": args.local_epochs or (2 if args.quick else 3),
+        "local_model_epochs": args.local_epochs or (2 if args.quick else 3),
         "local_config": {"hidden_size": 32, "inner_size": 64, "n_layers": 1, "n_heads": 1},
         "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 1024, "bandwidth": args.bandwidth,
         "state": "WARNING", "show_progress": False, "metrics": ["Hit", "NDCG"],

@@ -36,10 +36,10 @@ def main():
     from recbole_llm.community.local_models import train_local_models
     from recbole_llm.config import Config
     from recbole_llm.quick_start import build_model, prepare
-    from recbole_llm.trainer import L3RecTrainer
+    from recbole_llm.model.l3rec import L3RecTrainer
 
     q = args.q or (4 if args.quick else 10)
-    base = {"num_local_models": q, "local_epochs": args.local_epochs or (1 if args.quick else 3),
+    base = {"num_local_models": q, "local_model_epochs": args.local_epochs or (1 if args.quick else 3),
             "global_epochs": 10, "MAX_ITEM_LIST_LENGTH": 20, "state": "WARNING",
             "show_progress": False, "seed": 2020}
     if args.quick:

@@ -1,9 +1,7 @@
-"""recbole_llm: LLM-enhanced recommenders (MLTFR, LUMOS, L3Rec) as a RecBole plug-in."""
-from recbole_llm.compat import import_recbole_models, restore_dok_update
+"""recbole_llm: LLM-enhanced recommenders (MLTFR, LUMOS, L3Rec) as a RecBole plug-in.
 
+Importing the package is cheap and changes nothing in the process: models are
+imported when they are looked up by name (:mod:`recbole_llm.registry`), and each
+fix of :mod:`recbole_llm.compat` is applied where it is needed.
+"""
 __version__ = "0.1.0"
-
-# Importing RecBole's models (as any RecBole run does) switches autograd anomaly
-# detection on for the process; import them once here and switch it back off.
-import_recbole_models()
-restore_dok_update()  # RecBole's graph models call a SciPy method SciPy>=1.12 removed

@@ -9,17 +9,20 @@ the break it mends:
   ``weights_only=True``.  The mixin writes checkpoints made only of tensors and
   primitives (the *inputs* of the Config, not the object), which the safe
   loader accepts; nothing is ever unpickled with ``weights_only=False``.
-* ``import_recbole_models`` -- importing ``recbole.model.sequential_recommender``
-  runs ``torch.autograd.set_detect_anomaly(True)`` at module level (``sine.py``),
-  which roughly doubles the cost of every backward pass in the process.  We
-  import RecBole's models once, then restore anomaly detection to the value
-  asked for by config key ``detect_anomaly`` (default False).
+* ``preserved_anomaly_mode`` / ``import_recbole_models`` -- importing
+  ``recbole.model.sequential_recommender`` runs ``torch.autograd.set_detect_anomaly(True)``
+  at module level (``sine.py``), which roughly doubles the cost of every backward
+  pass in the process.  Model lookups keep the process's setting across that import,
+  and every run sets it to config key ``detect_anomaly`` (default False).
 * ``restore_dok_update`` -- RecBole's graph models (LightGCN, NGCF, SpectralCF,
   GCMC, NCL, KGIN, MCCLK) fill their adjacency with ``dok_matrix._update``, a
   private SciPy method that SciPy>=1.12 removed, so they fail at construction.
   We give ``dok_matrix`` back that one method (a bulk ``dict.update`` of
-  ``(row, col) -> value`` entries, what RecBole passes).
+  ``(row, col) -> value`` entries, what RecBole passes), and only when one of
+  those models is looked up (:func:`prepare_recbole_model`): importing this
+  package patches nothing.
 """
+import contextlib
 import enum
 import importlib
 
@@ -33,6 +36,21 @@ def set_anomaly_detection(enabled):
     torch.autograd.set_detect_anomaly(bool(enabled))
 
 
+@contextlib.contextmanager
+def preserved_anomaly_mode():
+    """Keep the process's anomaly-detection setting across imports of RecBole's models.
+
+    Any import of a module of ``recbole.model.sequential_recommender`` runs the
+    package's ``sine.py``, which switches anomaly detection on; every model lookup of
+    this package happens inside this context.
+    """
+    before = torch.is_anomaly_enabled()
+    try:
+        yield
+    finally:
+        set_anomaly_detection(before)
+
+
 def import_recbole_models():
     """Import RecBole's model packages, undoing the anomaly switch of ``sine.py``.
 
@@ -40,11 +58,10 @@ def import_recbole_models():
     ``torch.autograd.set_detect_anomaly(True)`` when imported.  We keep whatever
     the process had before the import.
     """
-    before = torch.is_anomaly_enabled()
-    for sub in ("general_recommender", "sequential_recommender",
-                "context_aware_recommender", "knowledge_aware_recommender"):
-        importlib.import_module("recbole.model." + sub)
-    set_anomaly_detection(before)
+    with preserved_anomaly_mode():
+        for sub in ("general_recommender", "sequential_recommender",
+                    "context_aware_recommender", "knowledge_aware_recommender"):
+            importlib.import_module("recbole.model." + sub)
 
 
 def restore_dok_update():
@@ -59,6 +76,16 @@ def restore_dok_update():
         (store if store is not None else super(sp.dok_matrix, self)).update(entries)
 
     sp.dok_matrix._update = _update
+
+
+# RecBole models that call dok_matrix._update (grep of recbole 1.2.1's model sources)
+DOK_UPDATE_MODELS = frozenset({"LightGCN", "NGCF", "SpectralCF", "GCMC", "NCL", "KGIN", "MCCLK"})
+
+
+def prepare_recbole_model(model_class):
+    """Apply the compat fixes a RecBole model class needs before it is built."""
+    if model_class.__name__ in DOK_UPDATE_MODELS:
+        restore_dok_update()
 
 
 def _primitive(value):

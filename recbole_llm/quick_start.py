@@ -13,6 +13,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_llm.compat import config_to_primitives, load_checkpoint, set_anomaly_detection
 from recbole_llm.config import Config
+from recbole_llm.federated.individual import IndividualModels
 from recbole_llm.utils import get_model, get_trainer
 
 
@@ -85,8 +86,6 @@ def load_data_and_model(model_file):
     dataset, train_data, valid_data, test_data = prepare(config)
     model = build_model(config, train_data)
     if config["individual_learning"]:  # LUMOS Fig. 2's reference: the checkpoint holds one model per user
-        from recbole_llm.federated.individual import IndividualModels
-
         model = IndividualModels(model, dataset.user_num)
     model.load_state_dict(checkpoint["state_dict"])
     model.load_other_parameter(checkpoint.get("other_parameter"))

@@ -11,10 +11,10 @@ from recbole.model.layers import MultiHeadAttention
 from torch.utils.flop_counter import FlopCounterMode
 
 from recbole_llm.config import Config
-from recbole_llm.model.backbone_layers import (BeyondSelfAttention, FrequencyInductiveBias,
+from recbole_llm.model.backbones.layers import (BeyondSelfAttention, FrequencyInductiveBias,
                                                L2NormLinearAttention, LearnableFilterLayer,
                                                l2_normalised_linear_attention)
-from recbole_llm.model.cl4srec import info_nce
+from recbole_llm.model.backbones.cl4srec import info_nce
 from recbole_llm.utils import get_model
 
 N_ITEMS, MAX_LEN = 40, 10

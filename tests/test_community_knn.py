@@ -7,8 +7,8 @@ import pytest
 
 from recbole_llm.community.anchors import coverage_graph, greedy_coverage_anchors
 from recbole_llm.community.kernels import kernel_weights
-from recbole_llm.community import knn as knn_module
-from recbole_llm.community.knn import (default_nlist, default_nprobe, import_faiss, knn_search,
+from recbole_llm import knn as knn_module
+from recbole_llm.knn import (default_nlist, default_nprobe, import_faiss, knn_search,
                                        resolve_faiss_device, resolve_index, scaled_arccos_distance)
 
 
@@ -92,7 +92,7 @@ def test_faiss_device_selection():
 def test_gpu_index_is_built_only_when_a_gpu_build_sees_a_gpu(monkeypatch):
     import faiss
 
-    import recbole_llm.community.knn as knn
+    import recbole_llm.knn as knn
 
     moved = []
 

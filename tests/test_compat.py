@@ -89,3 +89,17 @@ def test_recbole_graph_models_need_dok_update_which_scipy_removed(tiny_seq_confi
     result = run_recbole_llm("LightGCN", "ml-100k", config_dict=dict(tiny_seq_config, embedding_size=8,
                                                                      n_layers=1), saved=False)
     assert 0.0 < result["test_result"]["hit@20"] <= 1.0
+
+
+def test_import_is_cheap_and_changes_nothing():
+    code = ("import sys, scipy.sparse as sp, recbole_llm, recbole_llm.utils, recbole_llm.quick_start\n"
+            "from recbole_llm.registry import RECBOLE_MODEL_PACKAGES as P\n"
+            "print(sorted({m.split('.')[2] for m in sys.modules if m.startswith('recbole.model.')"
+            " and m.split('.')[2] in P}), hasattr(sp.dok_matrix, '_update'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] False"  # no RecBole model package imported, SciPy untouched
+    # the SciPy fix is applied when a model that needs it is looked up, and only then
+    code = ("import scipy.sparse as sp\nfrom recbole_llm.utils import get_model\nget_model('SASRec')\n"
+            "a = hasattr(sp.dok_matrix, '_update')\nget_model('LightGCN')\nprint(a, hasattr(sp.dok_matrix, '_update'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False True"

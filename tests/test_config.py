@@ -9,6 +9,7 @@ import yaml
 
 import recbole_llm.config as cfg
 from recbole_llm.config import Config
+from recbole_llm import registry
 from recbole.model.sequential_recommender import SASRec
 
 
@@ -70,6 +71,7 @@ def plugin_model(monkeypatch):
     mod.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
     mod.PlugOnly = PlugOnly
     monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setitem(registry.PLUGIN_MODELS, "PlugOnly", name)
     return PlugOnly
 
 
@@ -91,3 +93,27 @@ def test_ce_loss_needs_no_negative_sampling_flag():
     with pytest.raises(ValueError, match="should be None when the loss_type is CE"):
         Config("SASRec", "ml-100k", config_dict={
             "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}})
+
+
+def test_method_family_yaml_holds_the_shared_keys():
+    """LUMOS, FedSeq and ConFedSRS read one shared yaml; each model yaml holds only its differences."""
+    configs = {m: Config(m, "ml-100k", command_line=False) for m in ("LUMOS", "FedSeq", "ConFedSRS")}
+    for key in ("rounds", "local_epochs", "client_fraction", "cl_temperature", "fed_engine"):
+        assert len({str(c[key]) for c in configs.values()}) == 1, key
+    assert [configs[m]["view_generator"] for m in configs] == ["semantic", "none", "augment"]
+    with open(cfg.model_yaml("FedSeq"), encoding="utf-8") as f:
+        assert set(yaml.safe_load(f)) == {"view_generator", "cl_weight"}
+    assert Config("L3RecTopN", "ml-100k", command_line=False)["fusion"] == "rrf"  # from method/l3rec.yaml
+
+
+def test_renamed_key_keeps_its_old_name_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'local_epochs' is deprecated.*'local_model_epochs'"):
+        c = Config("L3Rec", "ml-100k", config_dict={"local_epochs": 2}, command_line=False)
+    assert c["local_model_epochs"] == 2
+    assert Config("LUMOS", "ml-100k", config_dict={"local_epochs": 2}, command_line=False)["local_epochs"] == 2
+
+
+def test_command_line_is_read_unless_turned_off(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["prog", "--hidden_size=24", "--flwr-flag"])
+    assert Config("SASRec", "ml-100k")["hidden_size"] == 24
+    assert Config("SASRec", "ml-100k", command_line=False)["hidden_size"] == 64

@@ -11,8 +11,8 @@ from recbole_llm.federated.client_update import (LocalTrainingSpec, SequentialEn
 from recbole_llm.federated.sampling import check_client_fraction, sample_clients
 from recbole_llm.federated.server import FedAvgServer, ParameterUpdate
 from recbole_llm.federated.vectorized import VectorizedEngine
-from recbole_llm.federated.views import prepare_views
-from recbole_llm.federated.views.augment import AugmentViewGenerator
+from recbole_llm.model.lumos.views import prepare_views
+from recbole_llm.model.lumos.views.augment import AugmentViewGenerator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -134,7 +134,7 @@ def test_vectorized_engine_equals_sequential_engine(split, backbone, weighting):
 
 
 def test_server_side_never_receives_sequences_or_views(split, monkeypatch):
-    from recbole_llm.trainer import FedSeqTrainer
+    from recbole_llm.model.lumos import FedSeqTrainer
 
     config, dataset, train, valid, test = split
     config["view_generator"], config["cl_weight"] = "augment", 0.1

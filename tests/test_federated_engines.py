@@ -11,8 +11,8 @@ from recbole_llm.federated.client_update import (LocalTrainingSpec, SequentialEn
 from recbole_llm.federated.server import FedAvgServer
 from recbole_llm.federated.vectorized import (VectorizedEngine, rand_mask_dropout_layers,
                                               stack_client_batches)
-from recbole_llm.federated.views import prepare_views
-from recbole_llm.federated.views.augment import AugmentViewGenerator
+from recbole_llm.model.lumos.views import prepare_views
+from recbole_llm.model.lumos.views.augment import AugmentViewGenerator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -9,13 +9,13 @@ from recbole.trainer import Trainer
 from recbole_llm.community.local_models import train_local_models
 from recbole_llm.config import Config
 from recbole_llm.quick_start import build_model, load_data_and_model, prepare, run_recbole_llm
-from recbole_llm.trainer import L3RecTrainer
+from recbole_llm.model.l3rec import L3RecTrainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_L3REC = {
     "num_local_models": 2,
-    "local_epochs": 1,
+    "local_model_epochs": 1,
     "global_epochs": 1,
     "local_config": {"hidden_size": 16, "inner_size": 32, "n_layers": 1, "n_heads": 1},
     "global_config": {"mlp_hidden_size": [32], "latent_dimension": 16},
@@ -130,7 +130,7 @@ def test_parallel_process_and_ray_train_the_same_local_models(tiny_l3rec):
 
 def test_top_n_variant_with_item_communities(tiny_l3rec):
     cfg = {k: v for k, v in tiny_l3rec.items() if k not in ("local_config", "MAX_ITEM_LIST_LENGTH")}
-    cfg.update(item_communities=True, item_bandwidth=0.6, local_epochs=1,
+    cfg.update(item_communities=True, item_bandwidth=0.6, local_model_epochs=1,
                local_config={"embedding_size": 16})
     config = Config(model="L3RecTopN", dataset="ml-100k", config_dict=cfg)
     _, train, valid, test = prepare(config)

@@ -7,11 +7,11 @@ import torch
 
 from federated_fixtures import TINY_FED, build, split_fixture  # noqa: F401
 
-from recbole_llm.federated.losses import tri_view_infonce
-from recbole_llm.federated.views import build_view_generator
-from recbole_llm.federated.views.augment import AugmentViewGenerator
-from recbole_llm.federated.views.llm import split_titles
-from recbole_llm.federated.views.semantic import SemanticViewGenerator
+from recbole_llm.model.lumos.losses import tri_view_infonce
+from recbole_llm.model.lumos.views import build_view_generator
+from recbole_llm.model.lumos.views.augment import AugmentViewGenerator
+from recbole_llm.model.lumos.views.llm import split_titles
+from recbole_llm.model.lumos.views.semantic import SemanticViewGenerator
 from recbole_llm.quick_start import run_recbole_llm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,7 +73,7 @@ def test_cached_views_are_aligned_like_the_anchor():
     """Row 0 of a client's view tensor is the anchor S_u exactly as the backbone sees it
     (last max_len items, left-aligned, 0-padded); every view row is padded the same way."""
     from recbole_llm.federated.client_data import make_client
-    from recbole_llm.federated.views import prepare_views
+    from recbole_llm.model.lumos.views import prepare_views
 
     emb = np.random.default_rng(1).normal(size=(60, 8)).astype(np.float32)
     max_len = 10
@@ -93,7 +93,7 @@ def test_cached_views_are_aligned_like_the_anchor():
 def test_each_evaluation_scores_the_new_global_model(split, monkeypatch):
     """The model RecBole's evaluator scores after a round holds the server's new average."""
     from recbole_llm.federated.server import FedAvgServer
-    from recbole_llm.trainer import LUMOSTrainer
+    from recbole_llm.model.lumos import LUMOSTrainer
 
     config, dataset, train, valid, test = split
     old = {k: config[k] for k in ("rounds", "eval_step", "view_generator", "cl_weight")}

@@ -5,12 +5,12 @@ import torch.nn.functional as F
 
 from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: F401 (fixtures)
 from recbole_llm.llm.loading import LLMNotFoundError
-from recbole_llm.model.mltfr_consensus import consensus_parameters, fisher_importance, homogeneous_group
-from recbole_llm.model.mltfr_layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
+from recbole_llm.model.mltfr.consensus import consensus_parameters, fisher_importance, homogeneous_group
+from recbole_llm.model.mltfr.layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
                                             batched_token_attention, expert_queries, gated_expert_output, gather_rows,
                                             real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k,
                                             table_projection, user_interest)
-from recbole_llm.model.rand_mask_dropout import RandMaskDropout
+from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
 
 
 def _inputs(B=3, L=5, d=8, seed=0):
@@ -379,7 +379,7 @@ def test_bce_loss_is_eq_16(mltfr_config):
 
 
 def test_bad_backbones_are_refused_before_training(mltfr_config):
-    from recbole_llm.model.mltfr import build_backbone
+    from recbole_llm.model.mltfr.mltfr import build_backbone
 
     config, _, train, _ = build(mltfr_config)
     for backbone, message in [("NoSuchRec", "unknown backbone 'NoSuchRec'"),

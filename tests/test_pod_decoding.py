@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from recbole_llm.model.pod_decoding import ItemTrie, constrained_beam_search
+from recbole_llm.model.pod.decoding import ItemTrie, constrained_beam_search
 
 EOS, VOCAB = 1, 12
 

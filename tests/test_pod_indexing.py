@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recbole_llm.llm.tiny_t5 import build_tiny_t5_tokenizer
-from recbole_llm.model.pod_indexing import (ItemTokens, collaborative_indexing, sequential_indexing)
+from recbole_llm.model.pod.indexing import (ItemTokens, collaborative_indexing, sequential_indexing)
 
 
 @pytest.fixture(scope="module")

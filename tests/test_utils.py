@@ -7,7 +7,7 @@ import pytest
 from recbole.model.sequential_recommender import SASRec as RecBoleSASRec
 from recbole.trainer import Trainer
 
-import recbole_llm.trainer
+from recbole_llm import registry
 from recbole_llm.compat import SafeCheckpointMixin
 from recbole_llm.utils import get_model, get_trainer
 from recbole.utils import ModelType
@@ -28,6 +28,7 @@ def test_plugin_model_shadows_recbole(monkeypatch):
     mod.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
     mod.SASRec = SASRec
     monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setitem(registry.PLUGIN_MODELS, "SASRec", name)
     assert get_model("SASRec") is SASRec
 
 
@@ -49,7 +50,14 @@ def test_get_trainer_fallback_and_plugin(monkeypatch):
     class FooTrainer(Trainer):
         pass
 
-    monkeypatch.setattr(recbole_llm.trainer, "FooTrainer", FooTrainer, raising=False)
+    class Foo(RecBoleSASRec):
+        pass
+
+    name = "recbole_llm.model.foo"
+    mod = types.ModuleType(name)
+    mod.Foo, mod.FooTrainer = Foo, FooTrainer
+    monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setitem(registry.PLUGIN_MODELS, "Foo", name)
     t2 = get_trainer(ModelType.SEQUENTIAL, "Foo")
     assert issubclass(t2, FooTrainer) and issubclass(t2, SafeCheckpointMixin)
     kg = get_trainer(ModelType.KNOWLEDGE, "CKE")
@@ -57,7 +65,8 @@ def test_get_trainer_fallback_and_plugin(monkeypatch):
 
 
 def test_plugin_model_subclass_inherits_plugin_trainer():
-    from recbole_llm.trainer import L3RecTrainer
+    from recbole_llm.model.l3rec import L3RecTrainer
+    from recbole_llm.model.lumos import LUMOSTrainer
 
     assert issubclass(get_trainer(ModelType.SEQUENTIAL, "L3RecTopN"), L3RecTrainer)
-    assert issubclass(get_trainer(ModelType.SEQUENTIAL, "LUMOS"), recbole_llm.trainer.LUMOSTrainer)
+    assert issubclass(get_trainer(ModelType.SEQUENTIAL, "LUMOS"), LUMOSTrainer)

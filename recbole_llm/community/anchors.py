@@ -15,7 +15,7 @@ def coverage_graph(neighbour_dist, neighbour_idx, bandwidth, num_users=None):
     """Sparse boolean ``(n, n)`` matrix: row ``a`` marks the users ``a`` covers.
 
     ``neighbour_dist`` / ``neighbour_idx`` are the ``(n, k)`` outputs of
-    :func:`recbole_llm.community.knn.knn_search` (row ``a`` = neighbours of ``a``);
+    :func:`recbole_llm.knn.knn_search` (row ``a`` = neighbours of ``a``);
     a neighbour counts when its distance is below ``bandwidth``.
     """
     neighbour_idx = np.asarray(neighbour_idx)

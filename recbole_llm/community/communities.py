@@ -20,7 +20,7 @@ import numpy as np
 
 from recbole_llm.community.anchors import coverage_graph, greedy_coverage_anchors
 from recbole_llm.community.kernels import kernel_weights
-from recbole_llm.community.knn import anchor_distances, knn_search, l2_normalize, scaled_arccos_distance
+from recbole_llm.knn import anchor_distances, knn_search, l2_normalize, scaled_arccos_distance
 
 
 @dataclass
@@ -76,7 +76,7 @@ def discover_communities(user_embeddings, q, train_bandwidth=1.0, test_bandwidth
     leaves every community with at most its anchor (everyone falls back to the
     global model).  ``knn_index`` (auto | flat | ivf | hnsw) and ``knn_options`` (``nlist``,
     ``nprobe``, ``hnsw_m``, ``ef_search``, ``gpu_id``) go to
-    :func:`~recbole_llm.community.knn.knn_search`.  ``knn_graph``: a precomputed
+    :func:`~recbole_llm.knn.knn_search`.  ``knn_graph``: a precomputed
     ``(distances, indices)`` kNN graph of the real users (rows in ``user_mask``
     order) to reuse instead of searching again.
     """

@@ -28,6 +28,11 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from recbole.data.utils import get_dataloader
+from recbole.utils import init_seed
+
+from recbole_llm.compat import set_anomaly_detection
+from recbole_llm.registry import get_trainer
 
 PARALLEL_MODES = ("none", "process", "ray")
 
@@ -69,13 +74,6 @@ def train_local_model(task):
 
 
 def _train(task, start):
-    from recbole.data.utils import get_dataloader
-    from recbole.utils import init_seed
-
-    from recbole_llm.compat import import_recbole_models, set_anomaly_detection
-    from recbole_llm.utils import get_trainer
-
-    import_recbole_models()
     set_anomaly_detection(task.config["detect_anomaly"])
     config = task.config
     init_seed(task.seed, config["reproducibility"])

@@ -1,6 +1,8 @@
 """Client sampling of synchronous FedAvg (LUMOS §3, §5.1: 10 % of clients per round)."""
 import torch
 
+from recbole_llm.federated.rules import FEDERATED_RULES
+
 
 def num_sampled(num_clients, fraction):
     """How many clients a round samples: ``round(fraction * num_clients)``."""
@@ -9,8 +11,7 @@ def num_sampled(num_clients, fraction):
 
 def check_client_fraction(fraction, num_clients):
     """Raise ``ValueError`` unless ``fraction`` selects between 1 and all clients."""
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise ValueError(f"client_fraction must be in (0, 1], got {fraction!r}")
+    FEDERATED_RULES["client_fraction"].check("client_fraction", fraction)
     if num_sampled(num_clients, fraction) < 1:
         raise ValueError(
             f"client_fraction={fraction} selects no client out of {num_clients} "

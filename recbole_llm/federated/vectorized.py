@@ -27,7 +27,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from recbole_llm.federated.client_update import client_batch, flatten_parameters, parameter_views, trainable_parameters
 from recbole_llm.federated.server import ParameterUpdate
-from recbole_llm.model.rand_mask_dropout import RandMaskDropout
+from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
 
 
 class ClientObjective(torch.nn.Module):

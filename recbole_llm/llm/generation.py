@@ -6,14 +6,14 @@ and only the newly generated tokens are decoded.
 """
 import torch
 
+from recbole_llm.llm.loading import load_model, load_tokenizer
+
 
 class CausalLMGenerator:
     """``generate(prompts) -> list[str]`` continuations, ``batch_size`` prompts at a time."""
 
     def __init__(self, spec, device="cpu", max_new_tokens=48, batch_size=8, do_sample=False,
                  max_prompt_tokens=512, seed=2020):
-        from recbole_llm.llm.loading import load_model, load_tokenizer
-
         self.tokenizer = load_tokenizer(spec)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

@@ -6,13 +6,13 @@ weights are resolved by :mod:`recbole_llm.llm.loading` (offline only).
 import numpy as np
 import torch
 
+from recbole_llm.llm.loading import load_model, load_tokenizer
+
 
 class TextEncoder:
     """``encode(texts) -> float32 [n, d]`` L2-normalised mean-pooled embeddings."""
 
     def __init__(self, spec="minilm", device="cpu", max_length=64):
-        from recbole_llm.llm.loading import load_model, load_tokenizer
-
         self.tokenizer = load_tokenizer(spec)
         self.model = load_model(spec).to(device).eval()
         self.device = device

@@ -5,6 +5,7 @@ own session and its process group is killed on exit, whatever happens.  Offline
 by construction: ``--disable-runtime-dependency-installation`` (no ``uv sync``),
 telemetry and update checks off, ``FLWR_HOME`` in a private directory.
 """
+import importlib.util
 import json
 import os
 import signal
@@ -14,8 +15,18 @@ import sys
 import tempfile
 import time
 
-APP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app")
+from recbole_llm.federated.flower import require_flwr
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+# The Flower app is an entry point on top of the package (recbole_llm.apps.flower); the
+# transport only hands its directory to `flwr run` and never imports it.
+APP_PACKAGE = "recbole_llm.apps.flower"
+
+
+def app_dir():
+    """The directory that ``flwr run`` copies: ``app/`` of :data:`APP_PACKAGE`."""
+    spec = importlib.util.find_spec(APP_PACKAGE)
+    return os.path.join(list(spec.submodule_search_locations)[0], "app")
 
 
 def _wait_port(port, timeout=60.0):
@@ -52,13 +63,11 @@ def run_status(env, bindir):
 
 
 def run_local_federation(job, num_nodes=2, workdir=None, timeout=600, port=8000, node_port=9094):
-    """Train ``job`` (see :mod:`.apps`) on a loopback federation; returns the saved result dict.
+    """Train ``job`` (see :mod:`recbole_llm.apps.flower.apps`) on a loopback federation; returns the saved result dict.
 
     The result holds ``params`` (the final global parameters) and ``rounds``.
     ``started`` in the returned dict lists the pids of every process started here.
     """
-    from recbole_llm.federated.flower import require_flwr
-
     require_flwr()
     import torch
 
@@ -90,7 +99,7 @@ def run_local_federation(job, num_nodes=2, workdir=None, timeout=600, port=8000,
             start(["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}",
                    "--port", str(node_port + k), "--node-config",
                    f"partition-id={k} num-partitions={num_nodes}"], f"supernode{k}")
-        run = subprocess.run([os.path.join(bindir, "flwr"), "run", APP_DIR, "ci", "--stream",
+        run = subprocess.run([os.path.join(bindir, "flwr"), "run", app_dir(), "ci", "--stream",
                               "--run-config", f'job="{job_path}"'], env=env, cwd=workdir,
                              capture_output=True, text=True, timeout=timeout)
         status = run_status(env, bindir)  # `flwr run --stream` exits 0 even when the run failed

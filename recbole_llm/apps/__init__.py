@@ -1,0 +1,1 @@
+"""Entry points on top of the package (the Flower app); nothing below imports them."""

@@ -1,0 +1,2 @@
+"""The Flower app of the federated models: ServerApp / ClientApp (:mod:`.apps`) and the
+app directory that ``flwr run`` copies (``app/``)."""

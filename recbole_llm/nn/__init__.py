@@ -1,0 +1,1 @@
+"""Small layers shared by several methods (ground layer)."""
