@@ -68,7 +68,7 @@ def run(model_name, backbone, extra, common, rounds, every):
     from recbole_llm.federated.server import FedAvgServer
     from recbole_llm.model.lumos.views import prepare_views
     from recbole_llm.quick_start import build_model, prepare
-    from recbole_llm.federated.trainer import make_engine
+    from recbole_llm.federated.engines import make_engine
     from recbole_llm.utils import get_trainer
 
     config = Config(model=model_name, dataset="ml-100k",

@@ -30,14 +30,14 @@ import operator
 
 import torch
 
+from recbole_llm.validation import number
+
 PADDING_ID = 0
 
 
 def check_rate(name, value, low=0.0, high=1.0):
     """Raise ``ValueError`` unless ``value`` is a number with ``low <= value <= high``; returns it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"rate {name} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
+    return float(number(low=low, high=high).check(name, value))
 
 
 def _check_batch(seq, lengths):

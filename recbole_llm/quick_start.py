@@ -11,7 +11,8 @@ from logging import getLogger
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from recbole_llm.compat import config_to_primitives, load_checkpoint, set_anomaly_detection
+from recbole_llm import __version__
+from recbole_llm.compat import CHECKPOINT_FORMAT, config_to_primitives, load_checkpoint, set_anomaly_detection
 from recbole_llm.config import Config
 from recbole_llm.federated.individual import IndividualModels
 from recbole_llm.utils import get_model, get_trainer
@@ -81,6 +82,10 @@ def load_data_and_model(model_file):
     saved = checkpoint["config"]
     if not isinstance(saved, dict) or "external_config_dict" not in saved:
         raise RuntimeError(f"{model_file} was not written by recbole_llm")
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"{model_file} has checkpoint format {saved.get('format')!r}; this version of "
+                           f"recbole_llm ({__version__}) reads {CHECKPOINT_FORMAT!r}. Retrain, or load it "
+                           "with the version that wrote it.")
     config = Config(model=saved["model"], dataset=saved["dataset"],
                     config_dict=dict(saved["external_config_dict"]))
     dataset, train_data, valid_data, test_data = prepare(config)

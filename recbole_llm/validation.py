@@ -75,6 +75,13 @@ def boolean():
     return Rule("True or False", lambda v: isinstance(v, bool))
 
 
+# Keys that several methods read with one meaning, hence one rule.
+SHARED_RULES = {
+    "cl_weight": number(low=0, high=100),  # weight of a contrastive loss (λ_CL of LUMOS, CL4SRec's λ)
+    "cl_temperature": number(low=0, high=100, low_open=True),  # InfoNCE temperature τ
+}
+
+
 def validate(config, rules):
     """Check every key of ``rules`` in ``config``; raise :class:`ConfigError` on the first bad one."""
     for key, rule in rules.items():

@@ -113,7 +113,7 @@ def test_random_augmentation_mixes_all_three_per_sequence():
 ])
 def test_rates_out_of_range_raise_a_clear_error(kwargs, name):
     seq, lengths = _batch()
-    with pytest.raises(ValueError, match=f"rate {name}.*must be a number in \\[0.0, 1.0\\]"):
+    with pytest.raises(ValueError, match=f"{name}.* must be a finite number in \\[0.0, 1.0\\]"):
         random_augmentation(seq, lengths, mask_token=MASK, **kwargs)
 
 

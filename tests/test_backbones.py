@@ -239,10 +239,10 @@ def test_input_goes_through_item_embedding_and_padding_is_ignored(name, override
 
 @pytest.mark.parametrize("name, overrides, message", [
     ("FMLPRec", {"MAX_ITEM_LIST_LENGTH": 0}, "MAX_ITEM_LIST_LENGTH must be an integer >= 1"),
-    ("BSARec", {"bsarec_alpha": 1.5}, r"rate bsarec_alpha must be a number in \[0.0, 1.0\]"),
+    ("BSARec", {"bsarec_alpha": 1.5}, r"bsarec_alpha must be a finite number in \[0.0, 1.0\]"),
     ("BSARec", {"bsarec_c": 11}, r"bsarec_c \(low-pass cutoff\) must be an integer in \[1, 10\]"),
-    ("CL4SRec", {"crop_eta": -0.1}, r"rate crop_eta must be a number in \[0.0, 1.0\]"),
-    ("CL4SRec", {"cl_temperature": 0}, "cl_temperature must be a number > 0"),
+    ("CL4SRec", {"crop_eta": -0.1}, r"crop_eta must be a finite number in \[0.0, 1.0\]"),
+    ("CL4SRec", {"cl_temperature": 0}, r"cl_temperature must be a finite number in \(0, 100\]"),
     ("LinRec", {"train_style": "gpt"}, "LinRec train_style must be one of"),
     ("LinRec", {"transform": None}, "train_style 'bert4rec' needs transform: mask_itemseq"),
     ("LinRec", {"train_style": "sasrec"}, "train_style 'sasrec' needs transform: ~"),

@@ -23,3 +23,28 @@ def test_sequential_end_to_end_and_reload(model, tiny_seq_config):
     ckpt = torch.load(result["saved_model_file"])
     for k, v in ckpt["state_dict"].items():
         assert torch.equal(loaded.state_dict()[k].cpu(), v.cpu())
+
+
+def test_checkpoint_written_before_the_package_layout_change_still_loads(tmp_path, monkeypatch):
+    """tests/data/fedseq_format1.pth: a tiny FedSeq (TINY_FED, 1 round) saved by recbole_llm 0.1.0
+    when the federated models lived in recbole_llm.federated and trained in their own fit loop
+    (test HR@20 0.0064, NDCG@20 0.0018 then)."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    path = os.path.join(os.path.dirname(__file__), "data", "fedseq_format1.pth")
+    config, model, _, _, _, test_data = load_data_and_model(path)
+    assert type(model).__name__ == "FedSeq" and config["hidden_size"] == 16
+    result = Trainer(config, model).evaluate(test_data, load_best_model=False)
+    assert result["hit@20"] == pytest.approx(0.0064, abs=1e-4)
+    assert result["ndcg@20"] == pytest.approx(0.0018, abs=1e-4)
+
+
+def test_checkpoint_of_another_format_is_refused_naming_it(tmp_path):
+    import os
+
+    ckpt = torch.load(os.path.join(os.path.dirname(__file__), "data", "fedseq_format1.pth"))
+    ckpt["config"]["format"] = "recbole_llm/0"
+    torch.save(ckpt, tmp_path / "old.pth")
+    with pytest.raises(RuntimeError, match=r"format 'recbole_llm/0'.*reads 'recbole_llm/1'"):
+        load_data_and_model(str(tmp_path / "old.pth"))

@@ -15,8 +15,11 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 
 from recbole_llm.augmentation import check_rate, random_augmentation
 from recbole_llm.model.backbones.layers import check_length
+from recbole_llm.validation import SHARED_RULES, one_of, validate
 
 SIMILARITIES = ("dot", "cos")
+CL4SREC_RULES = {"cl_weight": SHARED_RULES["cl_weight"], "cl_temperature": SHARED_RULES["cl_temperature"],
+                 "cl_similarity": one_of(SIMILARITIES)}
 
 
 def info_nce(z1, z2, temperature=1.0, similarity="dot"):
@@ -41,12 +44,8 @@ class CL4SRec(SASRec):
     def __init__(self, config, dataset):
         check_length("MAX_ITEM_LIST_LENGTH", config["MAX_ITEM_LIST_LENGTH"], 1)
         rates = {key: check_rate(key, config[key]) for key in ("crop_eta", "mask_gamma", "reorder_beta")}
-        cl_weight = check_rate("cl_weight", config["cl_weight"], 0.0, float("inf"))
-        temperature = config["cl_temperature"]
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(f"cl_temperature must be a number > 0, got {temperature!r}")
-        if config["cl_similarity"] not in SIMILARITIES:
-            raise ValueError(f"cl_similarity must be one of {SIMILARITIES}, got {config['cl_similarity']!r}")
+        validate(config, CL4SREC_RULES)
+        cl_weight, temperature = float(config["cl_weight"]), config["cl_temperature"]
         super().__init__(config, dataset)
         self.crop_eta, self.mask_gamma, self.reorder_beta = rates.values()
         self.cl_weight, self.cl_temperature = cl_weight, float(temperature)

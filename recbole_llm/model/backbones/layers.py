@@ -29,6 +29,8 @@ from torch import nn
 
 from recbole.model.layers import MultiHeadAttention
 
+from recbole_llm.validation import integer
+
 
 def item_positions(attention_mask):
     """``[B, L]`` bool, True at real items, from RecBole's ``[B, 1, 1 or L, L]`` additive mask.
@@ -41,11 +43,7 @@ def item_positions(attention_mask):
 
 def check_length(name, value, low, high=None):
     """Raise ``ValueError`` unless ``value`` is an int in ``[low, high]`` (no upper bound if None)."""
-    if (isinstance(value, bool) or not isinstance(value, int) or value < low
-            or (high is not None and value > high)):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return value
+    return integer(low=low, high=high).check(name, value)
 
 
 def replace_token_mixers(encoder, make_mixer):

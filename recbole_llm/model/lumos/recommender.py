@@ -21,15 +21,15 @@ from recbole_llm.llm.item_text import load_item_texts
 from recbole_llm.llm.loading import resolve_model_dir
 from recbole_llm.model.lumos.losses import masked_next_item_ce, tri_view_infonce
 from recbole_llm.registry import build_sequential_backbone
-from recbole_llm.validation import ConfigError, Rule, number, one_of, validate
+from recbole_llm.validation import SHARED_RULES, ConfigError, Rule, one_of, validate
 
 CAUSAL_BACKBONES = ("SASRec", "GRU4Rec")  # the output at position t depends only on items <= t
 VIEW_NAMES = ("future", "paraphrase", "counterfactual")
 VIEW_GENERATORS = ("llm", "semantic", "augment", "none")
 
 LUMOS_RULES = {
-    "cl_weight": number(low=0, high=100),  # λ_CL
-    "cl_temperature": number(low=0, high=100, low_open=True),  # τ
+    "cl_weight": SHARED_RULES["cl_weight"],  # λ_CL
+    "cl_temperature": SHARED_RULES["cl_temperature"],  # τ
     "view_generator": one_of(VIEW_GENERATORS),
     "lumos_views": Rule(f"a non-empty subset of {VIEW_NAMES} with at least one positive view "
                         "(future or paraphrase)",

@@ -25,20 +25,19 @@ from recbole_llm.llm.loading import LLMNotFoundError, load_model, load_tokenizer
 from recbole_llm.model.pod.decoding import ItemTrie, constrained_beam_search
 from recbole_llm.model.pod.indexing import (ItemTokens, collaborative_indexing, sequential_indexing,
                                             training_interactions)
+from recbole_llm.validation import one_of, validate
 
-CHOICES = {
-    "pod_prompt": ("continuous", "discrete"),
-    "pod_task": ("sequential", "topn"),
-    "pod_inference": ("beam", "exact"),
-    "item_indexing": ("sequential", "collaborative"),
+POD_RULES = {
+    "pod_prompt": one_of(("continuous", "discrete")),
+    "pod_task": one_of(("sequential", "topn")),
+    "pod_inference": one_of(("beam", "exact")),
+    "item_indexing": one_of(("sequential", "collaborative")),
 }
 
 
 def check_pod_config(config):
     """Config errors POD can see before loading anything (one message each)."""
-    for key, allowed in CHOICES.items():
-        if config[key] not in allowed:
-            raise ValueError(f"POD: {key} must be one of {allowed}, got {config[key]!r}")
+    validate(config, POD_RULES)
     topk = config["topk"]
     largest = max(topk) if isinstance(topk, (list, tuple)) else int(topk)
     if config["pod_inference"] == "beam" and int(config["beam_size"]) < largest:
