@@ -1,4 +1,4 @@
-"""HR@20 / NDCG@20 and epoch time of the six backbones of MLTFR's Table 2 on ml-100k (issue 8).
+"""HR@20 / NDCG@20 and epoch time of the six backbones of MLTFR's Table 2 on ml-100k.
 
 SASRec and BERT4Rec are RecBole's; FMLPRec, LinRec, CL4SRec and BSARec are this
 package's.  Every (model, seed) runs ``run_recbole_llm`` in a fresh process

@@ -1,6 +1,6 @@
 """Shared plumbing of the benchmark scripts: machine facts, markdown tables, JSON results.
 
-Convention (issue 3, item 11): every ``benchmarks/<name>.py`` runs standalone,
+Convention: every ``benchmarks/<name>.py`` runs standalone,
 has a ``--quick`` mode, prints a markdown table and writes the same figures to
 ``benchmarks/results/<name>.json`` with :func:`machine_facts` and the exact config.
 """

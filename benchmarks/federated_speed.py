@@ -1,4 +1,4 @@
-"""Federated engine speed (issue 5, item 3): client updates/s and LUMOS round time.
+"""Federated engine speed: client updates/s and LUMOS round time.
 
 * ml-100k at the paper's settings (SASRec hidden 64, 2 layers, length 50, E = 5
   local epochs, 10 % = 94 clients per round): client updates/s of the sequential

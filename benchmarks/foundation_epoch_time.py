@@ -1,4 +1,4 @@
-"""SASRec epoch time through ``run_recbole_llm`` vs RecBole's own ``run_recbole`` (issue 3, item 7b).
+"""SASRec epoch time through ``run_recbole_llm`` vs RecBole's own ``run_recbole``.
 
 Same config and seed in two fresh processes.  Stock RecBole runs with autograd
 anomaly detection on (its ``sine.py`` turns it on at import); recbole_llm turns
@@ -47,7 +47,7 @@ def main():
     args = parser.parse_args()
     config = {"epochs": 2, "train_neg_sample_args": None, "show_progress": False, "seed": 2020,
               "metrics": ["Hit", "NDCG"], "topk": [20], "valid_metric": "NDCG@20", "state": "INFO"}
-    if args.quick:  # the configuration DESIGN.md measured anomaly detection on
+    if args.quick:  # the configuration anomaly detection was first measured on
         config.update({"epochs": 1, "MAX_ITEM_LIST_LENGTH": 20, "train_batch_size": 512})
     rows = []
     for kind in ("recbole", "recbole_llm"):

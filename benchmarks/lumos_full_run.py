@@ -1,4 +1,4 @@
-"""One timed LUMOS run on ml-100k through ``run_recbole_llm`` (issue 5, item 3 target).
+"""One timed LUMOS run on ml-100k through ``run_recbole_llm``.
 
 The paper's defaults from ``properties/model/LUMOS.yaml`` (SASRec hidden 64, 2 layers,
 length 50, semantic views, 10 % of clients per round, 5 local epochs, evaluation

@@ -1,4 +1,4 @@
-"""LUMOS Table 1 on ml-100k (issue 5, item 11): centralised vs federated, HR@20 / NDCG@20.
+"""LUMOS Table 1 on ml-100k: centralised vs federated, HR@20 / NDCG@20.
 
 Rows: SASRec and GRU4Rec trained centrally by RecBole's trainer; FedSeq,
 ConFedSRS and LUMOS (semantic views) with both backbones, through

@@ -82,7 +82,7 @@ def anchor_distances(embeddings, anchors):
     """Scaled arccos distances (q × n) from the ``anchors`` rows to every row.
 
     A few anchors against all users is one small matrix product; plain numpy
-    beats a FAISS range search here (DESIGN.md §1).
+    beats a FAISS range search here.
     """
     unit = l2_normalize(embeddings)
     return scaled_arccos_distance(unit[np.asarray(anchors)] @ unit.T)

@@ -161,3 +161,44 @@ def test_server_side_never_receives_sequences_or_views(split, monkeypatch):
     assert any(c.views is not None for c in trainer.clients)
     assert not any(isinstance(v, torch.Tensor) and not v.is_floating_point()
                    for u in received[0] for v in vars(u).values())
+
+
+def test_federated_trainer_runs_recboles_fit_one_round_per_epoch(split, monkeypatch):
+    """No fit loop of its own: RecBole's Trainer.fit drives the rounds (early stopping, callbacks,
+    wandb and tensorboard logging, checkpoints), _train_epoch runs one FedAvg round."""
+    from recbole.trainer import Trainer
+
+    from recbole_llm.federated.trainer import FederatedTrainer
+    from recbole_llm.model.lumos import FedSeqTrainer
+
+    assert "fit" not in {k for k, v in vars(FederatedTrainer).items() if v is Trainer.fit}
+    assert not hasattr(FederatedTrainer, "_fit")
+    config, dataset, train, valid, test = split
+    old = {k: config[k] for k in ("rounds", "eval_step", "stopping_step")}
+    config["rounds"], config["eval_step"], config["stopping_step"] = 4, 1, 1
+    try:
+        model = build(config, train)
+        trainer = FedSeqTrainer(config, model)
+        rounds, calls, logged = [], [], []
+        original = FederatedTrainer._train_epoch
+
+        def spy(self, *args, **kwargs):
+            rounds.append(args[1])
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(FederatedTrainer, "_train_epoch", spy)
+        monkeypatch.setattr(trainer.wandblogger, "log_metrics", lambda m, head: logged.append(head))
+        scores = []
+        monkeypatch.setattr(Trainer, "_valid_epoch", lambda self, data, show_progress=False: (
+            scores.append(1) or (1.0 / len(scores), {"ndcg@20": 1.0 / len(scores)})))
+        best, result = trainer.fit(train, valid, verbose=False, saved=False,
+                                   callback_fn=lambda epoch, score: calls.append(epoch))
+    finally:
+        for k, v in old.items():
+            config[k] = v
+    # scores fall after the first round: RecBole's early stopping stops once more than
+    # stopping_step=1 evaluations have not improved, i.e. after round 2 of 4
+    assert rounds == [0, 1, 2] and calls == [0, 1, 2]
+    assert best == 1.0 and result == {"ndcg@20": 1.0}
+    assert logged.count("train") == 3 and logged.count("valid") == 3
+    assert [r for r, _ in trainer.valid_history] == [0, 1, 2]

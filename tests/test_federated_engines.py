@@ -1,4 +1,4 @@
-"""Vectorized engine's work-removing paths: trimmed chunks and rand-mask dropout (issue 5, item 3)."""
+"""Vectorized engine's work-removing paths: trimmed chunks and rand-mask dropout."""
 import pytest
 import torch
 from torch.func import vmap

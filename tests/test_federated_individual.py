@@ -1,4 +1,4 @@
-"""Individual learning, the no-federation reference of LUMOS Fig. 2 (issue 5, item 8)."""
+"""Individual learning, the no-federation reference of LUMOS Fig. 2."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""Token-embedding matrices W_voc from local checkpoints (issue 4, item 1)."""
+"""Token-embedding matrices W_voc from local checkpoints."""
 import json
 import os
 import shutil

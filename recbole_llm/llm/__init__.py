@@ -1,1 +1,1 @@
-"""The one home of LLM access shared by MLTFR, LUMOS and L3Rec (DESIGN.md §2)."""
+"""The one home of LLM access shared by MLTFR, LUMOS and L3Rec."""

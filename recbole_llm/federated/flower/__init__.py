@@ -1,4 +1,4 @@
-"""Flower deployment engine for LUMOS/FedSeq/ConFedSRS (issue 5, item 4; optional extra ``federated``).
+"""Flower deployment engine for LUMOS/FedSeq/ConFedSRS (optional extra ``federated``).
 
 The same client update (:func:`~recbole_llm.federated.client_update.local_update`
 or the vectorized engine) and the same FedAvg aggregation run on Flower's

@@ -1,4 +1,4 @@
-"""Run a Flower federation on 127.0.0.1: one SuperLink, N SuperNodes, ``flwr run`` (DESIGN.md §1).
+"""Run a Flower federation on 127.0.0.1: one SuperLink, N SuperNodes, ``flwr run``.
 
 Used by ``fed_engine: flower`` and the CI test.  Every process is started in its
 own session and its process group is killed on exit, whatever happens.  Offline
