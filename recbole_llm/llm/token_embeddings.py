@@ -1,7 +1,9 @@
 """LLM token-embedding matrices W_voc (V x d_llm) and their token strings (MLTFR §3, eq. 19).
 
 MLTFR needs only the *input token-embedding table* of each LLM, never the
-model.  For safetensors checkpoints (one file, or shards listed by
+model.  GGUF files (the named LLMs SmolLM2 and Gemma 3 of
+:mod:`recbole_llm.llm.catalog`) are read by :mod:`recbole_llm.llm.gguf_tables`.  For
+safetensors checkpoints (one file, or shards listed by
 ``model.safetensors.index.json``) we read just that tensor with
 ``safetensors.safe_open`` -- a 7B checkpoint costs the size of its embedding
 table, not 13 GB.  Checkpoints stored only as ``.bin`` fall back to building
@@ -23,7 +25,8 @@ from logging import getLogger
 
 import torch
 
-from recbole_llm.llm.loading import LLMNotFoundError, load_model, load_tokenizer, resolve_model_dir
+from recbole_llm.llm.gguf_tables import read_gguf_token_table
+from recbole_llm.llm.loading import LLMNotFoundError, load_model, load_tokenizer, resolve_model_source
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -48,7 +51,7 @@ class TokenEmbeddings:
     matrix: torch.Tensor  # V x d_llm, float32
     tokens: list          # len V; "" for rows the tokenizer has no token for
     special_tokens: frozenset
-    source: str           # model directory
+    source: str           # model directory, or the GGUF file
 
     @property
     def dim(self):
@@ -159,16 +162,20 @@ def load_token_embeddings(spec, cache_dir=None):
     Reads only the embedding tensor of safetensors checkpoints; caches the result
     under ``cache_dir`` (default ``$RECBOLE_LLM_CACHE`` or ``~/.cache/recbole_llm``).
     """
-    model_dir = resolve_model_dir(spec)
-    kind, files = _weight_files(model_dir)
+    source = resolve_model_source(spec)
+    model_dir = source.directory
+    kind, files = ("gguf", [source.path]) if source.gguf_file else _weight_files(model_dir)
     cache_dir = os.path.expanduser(cache_dir) if cache_dir else default_cache_dir()
     key = _fingerprint(model_dir, files)
     cached = os.path.join(cache_dir, key + ".pt")
     if os.path.isfile(cached):
         data = torch.load(cached, weights_only=True)
-        return TokenEmbeddings(data["matrix"], data["tokens"], frozenset(data["special"]), model_dir)
+        return TokenEmbeddings(data["matrix"], data["tokens"], frozenset(data["special"]), source.path)
+    special = None
     try:
-        if kind == "safetensors":
+        if kind == "gguf":
+            matrix, tokens, special = read_gguf_token_table(source.path)
+        elif kind == "safetensors":
             matrix = _read_safetensors_embedding(model_dir, files, _is_tied(model_dir))
         else:
             matrix = _read_bin_embedding(model_dir)
@@ -177,13 +184,15 @@ def load_token_embeddings(spec, cache_dir=None):
     except Exception as err:
         raise LLMNotFoundError(f"Could not read the token embeddings of {model_dir}: "
                                f"{type(err).__name__}: {err}") from err
-    tokens, special = _token_strings(model_dir, matrix.shape[0])
+    if special is None:
+        tokens, special = _token_strings(model_dir, matrix.shape[0])
+    special = sorted(special)
     os.makedirs(cache_dir, exist_ok=True)
     tmp = cached + f".{os.getpid()}.tmp"
     torch.save({"matrix": matrix, "tokens": tokens, "special": special}, tmp)
     os.replace(tmp, cached)
-    getLogger().info(f"token embeddings of {model_dir}: {tuple(matrix.shape)} cached in {cached}")
-    return TokenEmbeddings(matrix, tokens, frozenset(special), model_dir)
+    getLogger().info(f"token embeddings of {source.path}: {tuple(matrix.shape)} cached in {cached}")
+    return TokenEmbeddings(matrix, tokens, frozenset(special), source.path)
 
 
 def _word_of(token, scheme):
