@@ -170,6 +170,9 @@ def test_llm_generator_end_to_end_with_a_tiny_gpt2(split, tmp_path):
     assert split_titles(text)[:2] == ["Toy Story", "GoldenEye"]
     assert generator.map_to_items(text, exclude=()) == [toy, golden]  # duplicates and junk dropped
     assert generator.map_to_items(text, exclude=[toy]) == [golden]
+    before = generator.titles_generated
+    generator.map_to_items("Toy Story\nzzzz qqqq", exclude=())
+    assert generator.titles_generated == before + 2 and 0 < generator.mapped_fraction <= 1
     config["text_encoder"] = "minilm"
 
 

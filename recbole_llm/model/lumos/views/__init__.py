@@ -44,7 +44,10 @@ def build_view_generator(config, dataset):
     if name == "llm":
         generator = CausalLMGenerator(config["llm_path"], device=config["device"],
                                       max_new_tokens=config["llm_max_new_tokens"],
-                                      batch_size=config["llm_batch_size"], seed=seed)
+                                      batch_size=config["llm_batch_size"], seed=seed,
+                                      do_sample=config["llm_do_sample"], temperature=config["llm_temperature"],
+                                      top_p=config["llm_top_p"], chat_template=config["llm_chat_template"],
+                                      show_progress=config["show_progress"])
         index = TitleIndex(get_text_encoder(config["text_encoder"]), texts.titles)
         return LLMViewGenerator(embeddings, max_len, generator, index, texts.titles,
                                 load_prompts(config["lumos_prompt_file"]), seed,

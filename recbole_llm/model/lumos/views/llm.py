@@ -13,6 +13,7 @@ falls back to the ``semantic`` view of the same user, and is counted in
 """
 import os
 import re
+from logging import getLogger
 
 import numpy as np
 import yaml
@@ -60,6 +61,12 @@ class LLMViewGenerator(SemanticViewGenerator):
         self.titles, self.prompts = titles, prompts
         self.history_length, self.min_similarity = int(history_length), float(min_similarity)
         self.fallbacks = {k: 0 for k in VIEW_KEYS}
+        self.titles_generated = self.titles_mapped = 0  # generated titles, and those mapped to an item
+
+    @property
+    def mapped_fraction(self):
+        """Fraction of the generated titles that were mapped to a catalogue item."""
+        return self.titles_mapped / self.titles_generated if self.titles_generated else 0.0
 
     def prompt(self, key, seq):
         history = "\n".join(self.titles[v] for v in seq[-self.history_length:])
@@ -69,6 +76,8 @@ class LLMViewGenerator(SemanticViewGenerator):
     def map_to_items(self, text, exclude):
         titles = split_titles(text)
         ids, sims = self.title_index.lookup(titles)
+        self.titles_generated += len(titles)
+        self.titles_mapped += int((sims >= self.min_similarity).sum()) if len(titles) else 0
         out, seen = [], set(exclude)
         for item, sim in zip(ids.tolist(), sims.tolist()):
             if item > 0 and sim >= self.min_similarity and item not in seen:
@@ -97,4 +106,7 @@ class LLMViewGenerator(SemanticViewGenerator):
                     items = list(seq[-max(self.max_len - len(items), 1):]) + items
                 views[key] = items
             out.append(TriView(views["future"], views["paraphrase"], views["counterfactual"]))
+        getLogger().info(f"LLM views for {len(sequences)} clients: {self.mapped_fraction:.1%} of "
+                         f"{self.titles_generated} generated titles mapped to items so far; "
+                         f"fallbacks to semantic views {self.fallbacks}")
         return out
