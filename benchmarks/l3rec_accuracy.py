@@ -49,14 +49,13 @@ def run_seed(seed, args, base):
     stats = {"avg_users_per_community": float((model.train_weights[:, 1:] > 0).sum(1).float().mean()),
              "coverage": float((model.test_weights[:, 1:] > 0).any(0).float().mean())}
     rows = []
-    trained = model.local_trained.clone()
+    trained = model.trained_local_models()
     for q in args.qs:
-        model.local_trained.copy_(trained)
-        model.local_trained[q:] = False
+        model.set_trained_local_models(j for j in trained if j < q)
         for fusion in FUSIONS:
             model.fusion = fusion
             rows.append(dict(seed=seed, method=f"L3Rec q={q} {fusion}", **evaluate(config, model, test)))
-    model.local_trained.zero_()  # every user on the fallback: the global model alone
+    model.set_trained_local_models([])  # every user on the fallback: the global model alone
     rows.append(dict(seed=seed, method=f"global {base['global_model']}", **evaluate(config, model, test)))
     sasrec = dict(base["local_config"], epochs=base["local_model_epochs"], seed=seed,
                   **{k: base[k] for k in ("MAX_ITEM_LIST_LENGTH", "train_batch_size", "state",

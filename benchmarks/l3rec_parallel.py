@@ -48,7 +48,7 @@ def main():
     _, train, _, _ = prepare(config)
     model = build_model(config, train)
     trainer = L3RecTrainer(config, model)
-    trainer.train_global_model()
+    trainer.train_global_model(train)
     model.set_communities(trainer.discover_communities())
     workers = args.workers or min(q, os.cpu_count() or 1)
     rows = []

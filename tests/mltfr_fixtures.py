@@ -3,6 +3,8 @@ import pytest
 from recbole.data.interaction import Interaction
 
 from conftest import TINY_SEQ
+from recbole_llm.config import Config
+from recbole_llm.quick_start import build_model, prepare
 
 MLTFR_TINY = dict(
     TINY_SEQ,
@@ -28,9 +30,6 @@ def mltfr_config(llm_cache, tmp_path):
 
 def build(config_dict, model="MLTFR"):
     """(config, model, train, valid) for ``config_dict`` on the tiny ml-100k."""
-    from recbole_llm.config import Config
-    from recbole_llm.quick_start import build_model, prepare
-
     config = Config(model=model, dataset="ml-100k", config_dict=config_dict)
     _, train, valid, _ = prepare(config)
     return config, build_model(config, train), train, valid

@@ -1,16 +1,28 @@
-"""MLTFR layers, semantic consensus and model behaviour (issue 4, items 3-8)."""
+"""MLTFR layers, semantic consensus and model behaviour (issue 4, items 3-8).
+
+The token-filtering experts are tested through what MLTFR runs (``semantic_integration``,
+``gated_expert_rows``, ``scatter_rows``) against an oracle written out below from the paper's
+equations (eq. 1-12, one expert at a time, dense softmax attention): the test's reference, not
+a second implementation in the package.
+"""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
+from recbole.model.sequential_recommender import SASRec
 
 from mltfr_fixtures import build, first_batch, llm_cache, mltfr_config  # noqa: F401 (fixtures)
-from recbole_llm.llm.loading import LLMNotFoundError
+from recbole_llm.llm.loading import LLMNotFoundError, minilm_path
+from recbole_llm.model.mltfr import mltfr as mltfr_module
 from recbole_llm.model.mltfr.consensus import consensus_parameters, fisher_importance, homogeneous_group
-from recbole_llm.model.mltfr.layers import (DirectTokenExpert, ItemLevelGate, TokenFilterExpert,
-                                            batched_token_attention, expert_queries, gated_expert_output, gather_rows,
-                                            real_positions, scaled_dot_attention, scatter_rows, straight_through_top_k,
-                                            table_projection, user_interest)
+from recbole_llm.model.mltfr.layers import (DirectTokenExpert, ItemLevelGate, ProjectionCache, TokenFilterExpert,
+                                            expert_queries, filter_tokens, gated_expert_rows, gather_rows,
+                                            real_positions, scaled_dot_attention, scatter_rows, semantic_integration,
+                                            straight_through_top_k, table_projection, user_interest)
+from recbole_llm.model.mltfr.mltfr import build_backbone
 from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
+from recbole_llm.validation import ConfigError
 
 
 def _inputs(B=3, L=5, d=8, seed=0):
@@ -18,6 +30,48 @@ def _inputs(B=3, L=5, d=8, seed=0):
     E = torch.randn(B, L, d, generator=g)
     item_seq = torch.tensor([[4, 7, 2, 0, 0], [5, 0, 0, 0, 0], [1, 2, 3, 4, 5]])[:B, :L]
     return E, item_seq != 0, item_seq
+
+
+def _knowledge(gate, experts, E, mask, W_voc, **kwargs):
+    """What MLTFR.semantic_augmentation computes for the experts of one vocabulary (before dropout):
+    eq. 1-10 (semantic_integration), eq. 8 and 11-12 at the real items, padding re-inserted."""
+    attended = semantic_integration(experts, E, mask, W_voc, **kwargs)
+    return scatter_rows(gated_expert_rows(gate, attended, experts, mask), mask)
+
+
+# ----- the oracle: the paper's equations for one expert, written out densely -------------------
+def _clean_selection(expert, E, mask, W_voc):
+    """Eq. 1-6 without Gumbel noise (evaluation): Top-K of the cosine routing logits, and the
+    straight-through weights b_st = (b - p).detach() + p at the selected tokens."""
+    real = mask.unsqueeze(-1).to(E.dtype)
+    interest = (E * real).sum(1) / real.sum(1)                                          # eq. 1
+    s = F.cosine_similarity(interest[:, None, :], expert.W_align(W_voc)[None], dim=-1)  # eq. 2-3, B x N
+    p = torch.softmax(s / expert.tau, dim=-1)                                           # eq. 4, g = 0
+    index = s.topk(expert.num_tokens, dim=-1).indices                                   # eq. 5
+    b = torch.zeros_like(p).scatter(-1, index, 1.0)
+    return index, ((b - p).detach() + p).gather(-1, index)                              # eq. 6
+
+
+def _dense_expert(expert, E, mask, W_voc, index, b_st=None):
+    """Eq. 7-10 for one expert: W_expert = MultiHead(E W_q, W_domain W_k, W_domain W_v) W_O,
+    W_domain = W_voc[I_topK] (times b_st when given), zero at padding (B x L x d)."""
+    W_domain = W_voc[index]                                                             # eq. 7
+    if b_st is not None:
+        W_domain = W_domain * b_st.unsqueeze(-1)
+    (B, L, d), H = E.shape, expert.n_heads
+
+    def split(x):
+        return x.view(B, -1, H, d // H).transpose(1, 2)
+
+    q, k, v = split(expert.W_q(E)), split(expert.W_k(W_domain)), split(expert.W_v(W_domain))  # eq. 9
+    heads = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // H), dim=-1) @ v            # eq. 10
+    return expert.W_o(heads.transpose(1, 2).reshape(B, L, d)) * mask.unsqueeze(-1)           # eq. 8
+
+
+def _dense_gate(gate, E):
+    """Eq. 11 as written: softmax over experts of E W^T + b at each position (B x L x n)."""
+    return torch.softmax(gate.W(E) + gate.b[:, :E.shape[1]].T, dim=-1)
+
 
 
 def test_user_interest_excludes_padding():
@@ -40,11 +94,12 @@ def test_top_k_selects_exactly_k_with_straight_through_weights():
     assert scores.grad.abs().sum() > 0                       # soft gradient in the backward pass
 
 
-def test_expert_shapes_padding_and_gradient_to_w_align():
-    E, mask, seq = _inputs()
-    W_voc = torch.randn(40, 12)
+@pytest.mark.parametrize("n_tokens", [10, 40])  # B K = 18 selections: whole-table / per-expert routing
+def test_expert_shapes_padding_and_gradient_to_w_align(n_tokens):
+    E, mask, _ = _inputs()
+    W_voc = torch.randn(n_tokens, 12)
     expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=0.5)
-    out = expert(E, mask, seq, W_voc)
+    out = _knowledge(torch.ones(3, 5, 1), [expert], E, mask, W_voc)
     assert out.shape == E.shape
     assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))  # nothing added at padding
     assert out[mask].abs().sum() > 0
@@ -52,36 +107,42 @@ def test_expert_shapes_padding_and_gradient_to_w_align():
     assert expert.W_align.weight.grad.abs().sum() > 0 and expert.W_align.bias.grad.abs().sum() > 0
 
 
-def test_no_gumbel_noise_at_evaluation():
-    E, mask, seq = _inputs()
-    W_voc = torch.randn(40, 12)
+@pytest.mark.parametrize("n_tokens", [10, 40])
+def test_no_gumbel_noise_at_evaluation(n_tokens):
+    E, mask, _ = _inputs()
+    W_voc = torch.randn(n_tokens, 12)
     expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=0.3).eval()
-    index, _ = expert.select_tokens(E, mask, W_voc)
-    assert torch.equal(index, expert.routing_logits(E, mask, W_voc).topk(6, -1).indices)
-    assert torch.equal(expert(E, mask, seq, W_voc), expert(E, mask, seq, W_voc))
+    index, _ = filter_tokens([expert], E, mask, W_voc)
+    assert torch.equal(index[0], _clean_selection(expert, E, mask, W_voc)[0])
+    gate = torch.ones(3, 5, 1)
+    assert torch.equal(_knowledge(gate, [expert], E, mask, W_voc), _knowledge(gate, [expert], E, mask, W_voc))
     expert.train()
-    picks = {tuple(expert.select_tokens(E, mask, W_voc)[0][0].sort().values.tolist()) for _ in range(10)}
+    picks = {tuple(filter_tokens([expert], E, mask, W_voc)[0][0, 0].sort().values.tolist()) for _ in range(10)}
     assert len(picks) > 1  # Gumbel noise makes training selections vary
 
 
-def test_frozen_router_takes_the_clean_top_k_without_a_selection_gradient():
+@pytest.mark.parametrize("n_tokens", [10, 40])
+def test_frozen_router_takes_the_clean_top_k_without_a_selection_gradient(n_tokens):
     """The consensus expert's frozen router (Round 2): clean Top-K in training too, b = 1 without a
-    gradient; E still gets its gradient through the queries. Batched and per-module paths agree."""
-    E, mask, seq = _inputs()
-    W_voc = torch.randn(40, 12)
+    gradient; E still gets its gradient through the queries. MLTFR's path (with its projection
+    cache) equals eq. 7-10 at the clean Top-K, values and gradients."""
+    E, mask, _ = _inputs()
+    W_voc = torch.randn(n_tokens, 12)
     expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, tau=1.0).train()
     torch.nn.init.normal_(expert.W_o.weight)
     expert.requires_grad_(False)
-    clean = expert.routing_logits(E, mask, W_voc).topk(6, -1).indices
-    assert all(torch.equal(expert.select_tokens(E, mask, W_voc)[0], clean) for _ in range(5))
+    clean, _ = _clean_selection(expert, E, mask, W_voc)
+    cache = ProjectionCache()
+    for _ in range(5):
+        index, weight = filter_tokens([expert], E, mask, W_voc, cache)
+        assert torch.equal(index[0], clean) and weight is None
     outs = []
-    for batched in (True, False):
+    for real_path in (True, False):
         E_leaf = E.clone().requires_grad_()
-        if batched:
-            out = gated_expert_output(torch.ones(3, 5, 1), batched_token_attention([expert], E_leaf, mask, W_voc),
-                                      [expert], mask)
+        if real_path:
+            out = _knowledge(torch.ones(3, 5, 1), [expert], E_leaf, mask, W_voc, cache=cache)
         else:
-            out = expert(E_leaf, mask, seq, W_voc)
+            out = _dense_expert(expert, E_leaf, mask, W_voc, clean)
         (grad,) = torch.autograd.grad(out.pow(2).sum(), E_leaf)
         outs.append((out.detach(), grad))
     (a, grad_a), (b, grad_b) = outs
@@ -90,15 +151,16 @@ def test_frozen_router_takes_the_clean_top_k_without_a_selection_gradient():
     # a trainable router (same weights, no noise) also sends its straight-through gradient to E
     expert.W_align.requires_grad_(True)
     E_leaf = E.clone().requires_grad_()
-    (grad_st,) = torch.autograd.grad(expert.eval()(E_leaf, mask, seq, W_voc).pow(2).sum(), E_leaf)
+    out = _knowledge(torch.ones(3, 5, 1), [expert.eval()], E_leaf, mask, W_voc, cache=cache)
+    (grad_st,) = torch.autograd.grad(out.pow(2).sum(), E_leaf)
     assert not torch.allclose(grad_st, grad_a)
 
 
 @pytest.mark.parametrize("token_filter", ["random", "all"])
 def test_filter_ablations(token_filter):
-    E, mask, seq = _inputs()
+    E, mask, _ = _inputs()
     expert = TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, token_filter=token_filter)
-    out = expert(E, mask, seq, torch.randn(40, 12))
+    out = _knowledge(torch.ones(3, 5, 1), [expert], E, mask, torch.randn(40, 12))
     assert out.shape == E.shape and torch.equal(out[~mask], torch.zeros_like(out[~mask]))
 
 
@@ -130,27 +192,37 @@ def test_item_level_gate():
 
 
 @pytest.mark.parametrize("token_filter,n_tokens", [("user", 10), ("user", 400), ("random", 40), ("all", 40)])
-def test_batched_experts_equal_the_per_expert_loop(token_filter, n_tokens):
-    """MLTFR's batched path (stacked GEMMs, gated W_o) == gate(E, [expert(...) for expert]), values and grads."""
-    E, mask, seq = _inputs()
+def test_token_filtering_experts_equal_the_dense_equations(token_filter, n_tokens):
+    """MLTFR's path (stacked GEMMs, gated W_o at the real items) == eq. 1-12 written out one expert
+    at a time (dense attention), values and gradients of the experts and the gate."""
+    E, mask, _ = _inputs()
     W_voc = torch.randn(n_tokens, 12)  # B x K = 18 selections per expert: 10 rows -> whole-table branch
     experts = [TokenFilterExpert(8, 12, num_tokens=6, n_heads=2, tau=0.5, token_filter=token_filter).eval()
                for _ in range(3)]
     gate = ItemLevelGate(8, 3, max_len=10)
+    torch.nn.init.normal_(gate.b)
     for module in [gate.W] + [e.W_o for e in experts]:
         torch.nn.init.normal_(module.weight)
-    torch.manual_seed(1)  # the random filter draws the same tokens in both paths
-    loop, _ = gate(E, [e(E, mask, seq, W_voc) for e in experts])
-    loop.pow(2).sum().backward()
-    loop_grads = [p.grad.clone() for e in experts for p in e.parameters() if p.grad is not None]
-    for e in experts:
-        e.zero_grad()
+    params = [p for module in experts + [gate] for p in module.parameters()]
+    torch.manual_seed(1)  # the random filter: K random tokens per user and expert, drawn n x B x N
+    if token_filter == "user":
+        selections = [_clean_selection(e, E, mask, W_voc) for e in experts]
+    elif token_filter == "random":
+        selections = [(index, None) for index in torch.rand(3, 3, n_tokens).topk(6, dim=-1).indices]
+    else:
+        selections = [(torch.arange(n_tokens).expand(3, -1), None)] * 3
+    G = _dense_gate(gate, E)
+    dense = sum(G[..., m:m + 1] * _dense_expert(e, E, mask, W_voc, *selection)           # eq. 12
+                for m, (e, selection) in enumerate(zip(experts, selections)))
+    dense_grads = torch.autograd.grad(dense.pow(2).sum(), params, allow_unused=True)
     torch.manual_seed(1)
-    batched = gated_expert_output(gate.weights(E), batched_token_attention(experts, E, mask, W_voc), experts, mask)
-    assert torch.allclose(batched, loop, atol=1e-5)
-    batched.pow(2).sum().backward()
-    grads = [p.grad for e in experts for p in e.parameters() if p.grad is not None]
-    assert len(grads) == len(loop_grads) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, loop_grads))
+    out = _knowledge(gate.weights(E), experts, E, mask, W_voc)
+    assert torch.allclose(out, dense, atol=1e-5)
+    grads = torch.autograd.grad(out.pow(2).sum(), params, allow_unused=True)
+    assert [g is None for g in grads] == [g is None for g in dense_grads]
+    # W_q, W_k, W_v, W_o (weights, biases) of the 3 experts and the gate's W, b; W_align through b_st
+    assert sum(g is not None for g in grads) == 3 * 8 + 2 + (3 * 2 if token_filter == "user" else 0)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, dense_grads) if a is not None)
 
 
 @pytest.mark.parametrize("n_keys", [5, 8, 16, 17])
@@ -169,22 +241,36 @@ def test_scaled_dot_attention_equals_the_fused_kernel(n_keys):
 
 
 def test_frozen_table_projection_is_reused_until_the_weights_change():
+    """The explicit ProjectionCache: trainable layers are projected every call; frozen ones once per
+    change of the weights, the biases or the table; without a cache every call computes."""
     W_voc = torch.randn(30, 12)
     layers = [torch.nn.Linear(12, 8), torch.nn.Linear(12, 8)]
-    expected = F.linear(W_voc, torch.cat([layers[0].weight, layers[1].weight]))
-    assert torch.allclose(table_projection(W_voc, layers), expected)        # trainable: computed every call
-    assert table_projection(W_voc, layers).requires_grad
+    cache = ProjectionCache()
+
+    def expected(table, bias=False):
+        return F.linear(table, torch.cat([l.weight for l in layers]),
+                        torch.cat([l.bias for l in layers]) if bias else None)
+
+    assert torch.allclose(table_projection(W_voc, layers, cache), expected(W_voc))  # trainable: every call
+    assert table_projection(W_voc, layers, cache).requires_grad and len(cache) == 0
     for layer in layers:
         layer.requires_grad_(False)
-    first = table_projection(W_voc, layers)
-    assert torch.allclose(first, expected) and table_projection(W_voc, layers) is first  # frozen: reused
+    first = table_projection(W_voc, layers, cache)
+    assert torch.allclose(first, expected(W_voc)) and table_projection(W_voc, layers, cache) is first  # reused
+    assert table_projection(W_voc, layers) is not first                       # no cache: computed
+    biased = table_projection(W_voc, layers, cache, bias=True)
+    assert torch.allclose(biased, expected(W_voc, bias=True), atol=1e-6)
+    assert table_projection(W_voc, layers, cache, bias=True) is biased and len(cache) == 2
     with torch.no_grad():
-        layers[1].weight.mul_(2.0)                                           # e.g. load_state_dict
-    changed = table_projection(W_voc, layers)
-    assert changed is not first and torch.allclose(changed, F.linear(W_voc, torch.cat([layers[0].weight,
-                                                                                       layers[1].weight])))
+        layers[1].weight.mul_(2.0)                                           # an in-place change
+    changed = table_projection(W_voc, layers, cache)
+    assert changed is not first and torch.allclose(changed, expected(W_voc))
+    layers[0].load_state_dict({"weight": torch.randn(8, 12), "bias": torch.randn(8)})
+    assert torch.allclose(table_projection(W_voc, layers, cache), expected(W_voc))
+    assert torch.allclose(table_projection(W_voc, layers, cache, bias=True), expected(W_voc, bias=True), atol=1e-6)
     other = torch.randn(30, 12)
-    assert torch.allclose(table_projection(other, layers), F.linear(other, torch.cat([l.weight for l in layers])))
+    assert torch.allclose(table_projection(other, layers, cache), expected(other))
+    assert len(cache) == 2  # one entry per layer stack and bias flag, replaced when stale
 
 
 @pytest.mark.parametrize("n_items", [8, 40])
@@ -201,7 +287,7 @@ def test_queries_projected_per_item_equal_the_per_position_path(n_items):
     outs, grads = [], []
     for kwargs in ({}, {"item_seq": seq, "item_table": table}):
         E = table[seq]
-        out = gated_expert_output(gate, batched_token_attention(experts, E, mask, W_voc, **kwargs), experts, mask)
+        out = _knowledge(gate, experts, E, mask, W_voc, **kwargs)
         out.pow(2).sum().backward()
         outs.append(out)
         grads.append([table.grad.clone()] + [p.grad.clone() for e in experts for p in e.parameters()
@@ -217,7 +303,7 @@ def test_queries_projected_per_item_equal_the_per_position_path(n_items):
 
 
 def test_gated_output_at_real_items_equals_the_dense_computation():
-    """gated_expert_output computes only at real items; == the dense eq. 8 + 11-12 masked afterwards."""
+    """gated_expert_rows computes only at real items; == the dense eq. 8 + 11-12 masked afterwards."""
     E, mask, _ = _inputs()
     experts = [TokenFilterExpert(8, 12, num_tokens=4, n_heads=2) for _ in range(3)]
     for e in experts:
@@ -226,7 +312,7 @@ def test_gated_output_at_real_items_equals_the_dense_computation():
     attended = torch.randn(3, 5, 3, 8, requires_grad=True)
     dense = sum(gate[..., m:m + 1] * e.W_o(attended[:, :, m]) for m, e in enumerate(experts))
     dense = dense * mask.unsqueeze(-1)
-    out = gated_expert_output(gate, attended, experts, mask)
+    out = scatter_rows(gated_expert_rows(gate, attended, experts, mask), mask)
     assert torch.allclose(out, dense, atol=1e-5) and torch.equal(out[~mask], torch.zeros_like(out[~mask]))
     out.sum().backward()
     assert torch.equal(attended.grad[~mask], torch.zeros_like(attended.grad[~mask]))
@@ -272,9 +358,7 @@ def test_fisher_weights_positive_and_consensus_frozen_in_round_2(mltfr_config):
 @pytest.mark.parametrize("two_vocabularies", [False, True])
 def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
     """Round 2's augmentation (batched experts + frozen consensus expert) is eq. 15,
-    gate(E, [expert_m(E)]) + alpha * W_SC(E) from the per-module experts; values and gradients."""
-    from recbole_llm.llm.loading import minilm_path
-
+    sum_m G_m W_expert_m + alpha * W_SC with every term written out from eq. 1-12; values and gradients."""
     experts = ["minilm", minilm_path(), "minilm"] if two_vocabularies else ["minilm"] * 3
     config, model, train, _ = build(dict(mltfr_config, llm_experts=experts, sc_alpha=0.3))
     assert len(set(model.expert_vocab)) == (2 if two_vocabularies else 1)
@@ -282,22 +366,31 @@ def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
         torch.nn.init.normal_(module.weight)
     model.sc_vocab.fill_(model.expert_vocab[1])  # the second vocabulary when there are two
     model.sc_active.fill_(True)
-    model.eval()  # no Gumbel noise, no dropout: both paths are deterministic
+    model.eval()  # no Gumbel noise, no dropout: both are deterministic
     seq = first_batch(train)[model.ITEM_SEQ][:16]
     table = model.backbone.item_embedding.weight
     results = []
-    for batched in (True, False):
+    for real_path in (True, True, False):  # twice: the second call reuses the consensus projections
         E = table[seq]
-        if batched:
+        if real_path:
             out = model.semantic_augmentation(seq, E, item_table=table)
         else:
             mask = seq != 0
-            outputs = [e(E, mask, seq, model._vocab(v)) for e, v in zip(model.experts, model.expert_vocab)]
-            out = model.gate(E, outputs)[0] + 0.3 * model.sc_expert(E, mask, seq, model._vocab(model.sc_vocab))
+            G = _dense_gate(model.gate, E)                                                  # eq. 11
+            W_base = sum(G[..., m:m + 1] * _dense_expert(e, E, mask, model._vocab(v),
+                                                         *_clean_selection(e, E, mask, model._vocab(v)))
+                         for m, (e, v) in enumerate(zip(model.experts, model.expert_vocab)))  # eq. 12
+            sc_vocab = model._vocab(model.sc_vocab)
+            with torch.no_grad():  # the frozen router: clean Top-K, b = 1 without a gradient
+                sc_index, _ = _clean_selection(model.sc_expert, E, mask, sc_vocab)
+            out = W_base + 0.3 * _dense_expert(model.sc_expert, E, mask, sc_vocab, sc_index)  # eq. 15
         model.zero_grad()
         out.pow(2).sum().backward()
         results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
-    (a, grads_a), (b, grads_b) = results
+    assert len(model.projection_cache) > 0
+    (a, grads_a), (again, grads_again), (b, grads_b) = results
+    assert torch.equal(a, again) and len(grads_a) == len(grads_again)
+    assert all(torch.equal(x, y) for x, y in zip(grads_a, grads_again))
     assert a.abs().sum() > 0 and torch.allclose(a, b, atol=1e-5)
     assert len(grads_a) == len(grads_b) and all(torch.allclose(x, y, atol=1e-4) for x, y in zip(grads_a, grads_b))
     assert all(p.grad is None for p in model.sc_expert.parameters())  # frozen: no gradient reaches it
@@ -347,8 +440,6 @@ def test_dropout_acts_on_real_items_only(mltfr_config):
 
 def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):
     config, model, train, valid = build(dict(mltfr_config, sc_alpha=0.0))
-    from recbole.model.sequential_recommender import SASRec
-
     bare = SASRec(config, train._dataset)
     bare.load_state_dict(model.backbone.state_dict())
     for expert in list(model.experts) + [model.sc_expert]:
@@ -379,8 +470,6 @@ def test_bce_loss_is_eq_16(mltfr_config):
 
 
 def test_bad_backbones_are_refused_before_training(mltfr_config):
-    from recbole_llm.model.mltfr.mltfr import build_backbone
-
     config, _, train, _ = build(mltfr_config)
     for backbone, message in [("NoSuchRec", "unknown backbone 'NoSuchRec'"),
                               ("SRGNN", "cannot wrap backbone 'SRGNN'"),
@@ -398,8 +487,45 @@ def test_bad_llm_and_k_are_refused(mltfr_config, tmp_path):
         build(dict(mltfr_config, llm_experts=[str(tmp_path / "missing_llm")]))
     with pytest.raises(ValueError, match="K=300 exceeds the 128 pooled tokens"):
         build(dict(mltfr_config, num_tokens=300))
-    with pytest.raises(ValueError, match="needs one sampled negative"):
+    with pytest.raises(ConfigError, match="mltfr_loss must be 'backbone' when no negative is sampled, got 'bce' "
+                                          r"\(eq. 16 needs one sampled negative"):
         build(dict(mltfr_config, loss_type="CE"))
+
+
+BAD_KEYS = [  # key, value, the one message of MLTFR_RULES
+    ("gumbel_tau", 0.2, r"gumbel_tau must be a finite number in \[0.3, 1.0\], got 0.2"),
+    ("gumbel_tau", 1.5, r"gumbel_tau must be a finite number in \[0.3, 1.0\], got 1.5"),
+    ("token_filter", "users", r"token_filter must be one of \('user', 'random', 'all'\), got 'users'"),
+    ("expert_mode", "moe", r"expert_mode must be one of \('filter', 'te', 're'\), got 'moe'"),
+    ("mltfr_loss", "hinge", r"mltfr_loss must be one of \('backbone', 'bce'\), got 'hinge'"),
+    ("num_tokens", 0, r"num_tokens must be an integer >= 1, got 0"),
+    ("llm_experts", [], r"llm_experts must be a non-empty list of LLM names or directories, one per expert, got \[\]"),
+    ("expert_heads", 0, r"expert_heads must be an integer >= 1, got 0"),
+    ("expert_dropout", 1.5, r"expert_dropout must be a finite number in \[0.0, 1.0\], got 1.5"),
+    ("use_sc", "yes", r"use_sc must be True or False, got 'yes'"),
+    ("fisher_batches", 0, r"fisher_batches must be an integer >= 1, got 0"),
+]
+
+
+def test_mltfr_keys_are_checked_once_before_anything_is_built(mltfr_config, monkeypatch):
+    """Every MLTFR key by its rule in MLTFR_RULES, in MLTFR.__init__ before the backbone or an LLM
+    is loaded; the head count against the backbone's hidden size once the backbone is built."""
+    config, _, train, _ = build(mltfr_config)
+
+    def built(*args, **kwargs):
+        raise AssertionError("MLTFR built something before checking its config")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mltfr_module, "build_backbone", built)
+        patch.setattr(mltfr_module, "load_token_embeddings", built)
+        for key, value, message in BAD_KEYS:
+            good, config[key] = config[key], value
+            with pytest.raises(ConfigError, match=message):
+                mltfr_module.MLTFR(config, train._dataset)
+            config[key] = good
+    config["expert_heads"] = 3
+    with pytest.raises(ConfigError, match="expert_heads must be a divisor of the backbone's hidden size 16, got 3"):
+        mltfr_module.MLTFR(config, train._dataset)
 
 
 def test_llm_te_and_re_ablations(mltfr_config):

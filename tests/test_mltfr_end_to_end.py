@@ -7,6 +7,7 @@ import torch
 from mltfr_fixtures import llm_cache, mltfr_config  # noqa: F401 (fixtures)
 from recbole_llm.compat import load_checkpoint
 from recbole_llm.quick_start import load_data_and_model, run_recbole_llm
+from recbole_llm.utils import get_trainer
 
 
 @pytest.mark.parametrize("backbone,extra", [
@@ -31,7 +32,5 @@ def test_end_to_end(backbone, extra, mltfr_config):
         assert not torch.equal(final["gate.b"], round1["gate.b"])                  # the rest trained on
 
     config, model, _, _, _, test_data = load_data_and_model(result["saved_model_file"])
-    from recbole_llm.utils import get_trainer
-
     again = get_trainer(config["MODEL_TYPE"], "MLTFR")(config, model).evaluate(test_data, load_best_model=False)
     assert dict(again) == pytest.approx(dict(test), abs=1e-4)

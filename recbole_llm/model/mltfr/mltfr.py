@@ -33,10 +33,12 @@ from torch import nn
 
 from recbole_llm.llm.token_embeddings import load_token_embeddings, token_pool
 from recbole_llm.model.mltfr.consensus import consensus_parameters, fisher_importance, homogeneous_group
-from recbole_llm.model.mltfr.layers import (ItemLevelGate, batched_token_attention, build_expert, gated_expert_rows,
-                                            scatter_rows)
+from recbole_llm.model.mltfr.layers import (ItemLevelGate, ProjectionCache, build_expert, gated_expert_rows,
+                                            scatter_rows, semantic_integration)
+from recbole_llm.model.mltfr.rules import MLTFR_RULES
 from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
 from recbole_llm.registry import build_sequential_backbone
+from recbole_llm.validation import ConfigError, validate
 
 REFUSED_BACKBONES = {
     "SRGNN": "embeds the nodes of a session graph, not the input sequence",
@@ -44,7 +46,6 @@ REFUSED_BACKBONES = {
     "RepeatNet": "scores through its repeat/explore item matrix instead of its input lookup",
     "S3Rec": "embeds masked item/attribute segments in a self-supervised pre-training stage",
 }
-MLTFR_LOSSES = ("backbone", "bce")
 
 
 def build_backbone(config, dataset):
@@ -74,33 +75,29 @@ class MLTFR(SequentialRecommender):
     """MLTFR wrapper (see module docstring)."""
 
     def __init__(self, config, dataset):
+        validate(config, MLTFR_RULES)  # every MLTFR key, once, before anything is built
         super().__init__(config, dataset)
-        self.mltfr_loss = str(config["mltfr_loss"] or "backbone").lower()
-        if self.mltfr_loss not in MLTFR_LOSSES:
-            raise ValueError(f"MLTFR: mltfr_loss must be one of {MLTFR_LOSSES}, got {config['mltfr_loss']!r}")
         negatives = config["train_neg_sample_args"] or {}
-        if self.mltfr_loss == "bce" and negatives.get("distribution", "none") == "none":
-            raise ValueError("MLTFR: mltfr_loss 'bce' (eq. 16) needs one sampled negative: "
-                             "set loss_type: BPR (RecBole then samples it), or mltfr_loss: backbone")
+        if config["mltfr_loss"] == "bce" and negatives.get("distribution", "none") == "none":
+            raise ConfigError("mltfr_loss", "bce", "'backbone' when no negative is sampled",
+                              "eq. 16 needs one sampled negative: set loss_type: BPR (RecBole then samples it)")
+        self.mltfr_loss = config["mltfr_loss"]
         self.backbone = build_backbone(config, dataset)
         self.backbone_name = config["backbone"]
         d_emb = self.backbone.item_embedding.embedding_dim
         self.sc_alpha = float(config["sc_alpha"])
-        self.use_sc = bool(config["use_sc"])
+        self.use_sc = config["use_sc"]
         self.expert_mode = config["expert_mode"]
 
-        experts = config["llm_experts"]
-        if not experts:
-            raise ValueError("MLTFR: llm_experts is empty; give one LLM per expert, e.g. [minilm, minilm]")
-        vocab_index = self._load_vocabularies(config, list(experts))
-        expert_kwargs = dict(num_tokens=int(config["num_tokens"]), n_heads=int(config["expert_heads"]),
+        vocab_index = self._load_vocabularies(config, list(config["llm_experts"]))
+        expert_kwargs = dict(num_tokens=config["num_tokens"], n_heads=config["expert_heads"],
                              tau=float(config["gumbel_tau"]), token_filter=config["token_filter"])
         self.expert_vocab = vocab_index
         self.experts = nn.ModuleList(
             build_expert(self.expert_mode, d_emb, self._vocab(v).shape[1], **expert_kwargs)
             for v in vocab_index)
         self.gate = ItemLevelGate(d_emb, len(self.experts), self.max_seq_length)
-        self.dropout = RandMaskDropout(float(config["expert_dropout"]))  # once on W_output, not per expert
+        self.dropout = RandMaskDropout(config["expert_dropout"])  # once on W_output, not per expert
 
         # Semantic-consensus expert (§2.2.2): same architecture as the fused group, always frozen.
         self.sc_group = homogeneous_group(self.experts)
@@ -110,6 +107,8 @@ class MLTFR(SequentialRecommender):
         self.register_buffer("sc_active", torch.tensor(False))
         self.register_buffer("sc_vocab", torch.tensor(vocab_index[self.sc_group[0]]))
         self.register_buffer("fisher_weights", torch.zeros(len(self.experts)))
+        # The frozen consensus expert's table projections, computed once per weight change.
+        self.projection_cache = ProjectionCache()
 
         self._lookup = None
         self.backbone.item_embedding.register_forward_hook(self._augment_input_lookup)
@@ -117,7 +116,7 @@ class MLTFR(SequentialRecommender):
     # ----- LLM vocabularies -------------------------------------------------------------
     def _load_vocabularies(self, config, specs):
         """Load each distinct LLM once; buffer ``vocab_j`` = its pooled W_voc (not checkpointed)."""
-        k, pool = int(config["num_tokens"]), config["token_pool"]
+        k, pool = config["num_tokens"], config["token_pool"]
         distinct, index = {}, []
         for spec in specs:
             if str(spec) not in distinct:
@@ -153,15 +152,15 @@ class MLTFR(SequentialRecommender):
             parts, order = [], []
             for v in sorted(set(self.expert_vocab)):
                 members = [m for m, u in enumerate(self.expert_vocab) if u == v]
-                parts.append(batched_token_attention([self.experts[m] for m in members], E, mask, self._vocab(v),
-                                                    item_seq, item_table))
+                parts.append(semantic_integration([self.experts[m] for m in members], E, mask, self._vocab(v),
+                                                  item_seq, item_table))
                 order += members
             attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
             rows = gated_expert_rows(self.gate.weights(E), attended, self.experts, mask)
             if sc_active:  # eq. 15: + alpha * W_SC, the frozen consensus expert in a pass of its own, so
                 # that no weight gradient is computed for it and its table projections are reused
-                sc_attended = batched_token_attention([self.sc_expert], E, mask, self._vocab(self.sc_vocab),
-                                                      item_seq, item_table)
+                sc_attended = semantic_integration([self.sc_expert], E, mask, self._vocab(self.sc_vocab),
+                                                   item_seq, item_table, cache=self.projection_cache)
                 alpha = E.new_full((*mask.shape, 1), self.sc_alpha)
                 rows = rows + gated_expert_rows(alpha, sc_attended, [self.sc_expert], mask)
             # dropout only where W_output can be non-zero: the real items (padding rows stay 0)

@@ -26,7 +26,7 @@ class MLTFRTrainer(Trainer):
             return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         round2_epochs = self.epochs
         round1_epochs = self.config["round1_epochs"]
-        self.epochs = round2_epochs if round1_epochs is None else int(round1_epochs)
+        self.epochs = round2_epochs if round1_epochs is None else round1_epochs
         self.logger.info(f"MLTFR round 1: {self.epochs} epochs without the consensus expert")
         super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         if saved and os.path.isfile(self.saved_model_file):  # the converged (best) Round-1 model
@@ -49,5 +49,5 @@ class MLTFRTrainer(Trainer):
 
     def fisher_batches(self, train_data):
         """The small training subset of eq. 13: the first ``fisher_batches`` batches."""
-        n = int(self.config["fisher_batches"] or 1)
+        n = self.config["fisher_batches"]  # checked by MLTFR_RULES when the model was built
         return [batch.to(self.device) for batch in itertools.islice(train_data, n)]
