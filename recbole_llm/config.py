@@ -102,21 +102,18 @@ class Config(RecBoleConfig):
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
         self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall.yaml"))
-        own_yaml = model_yaml(model)
+        own_yamls = [path for path in (method_yaml(model), model_yaml(model)) if os.path.isfile(path)]
         backbone = self.external_config_dict.get("backbone")
-        if backbone is None and os.path.isfile(own_yaml):
-            with open(own_yaml, encoding="utf-8") as f:
-                backbone = (yaml.load(f.read(), Loader=self.yaml_loader) or {}).get("backbone")
-        if backbone is None and os.path.isfile(method_yaml(model)):
-            with open(method_yaml(model), encoding="utf-8") as f:
-                backbone = (yaml.load(f.read(), Loader=self.yaml_loader) or {}).get("backbone")
+        for path in reversed(own_yamls):  # the model's yaml wins over its family's
+            if backbone is None:
+                with open(path, encoding="utf-8") as f:
+                    backbone = (yaml.load(f.read(), Loader=self.yaml_loader) or {}).get("backbone")
         if isinstance(backbone, str):
             for path in (model_yaml(backbone, plugin=False), model_yaml(backbone)):
                 if os.path.isfile(path):
                     self._update_internal_config_dict(path)
-        for path in (method_yaml(model), own_yaml):
-            if os.path.isfile(path):
-                self._update_internal_config_dict(path)
+        for path in own_yamls:
+            self._update_internal_config_dict(path)
 
     def _set_default_parameters(self):
         if (self.final_config_dict.get("loss_type") == "CE"

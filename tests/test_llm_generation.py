@@ -1,10 +1,8 @@
 """The shared causal-LM generator on a tiny GPT-2 saved locally: chat template, seeded sampling."""
 import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from llm_fixtures import save_tiny_gpt2
 
 from recbole_llm.llm.generation import CausalLMGenerator
-from recbole_llm.llm.loading import load_tokenizer
 
 TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -12,15 +10,7 @@ TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endf
 
 @pytest.fixture(scope="module")
 def tiny_chat_gpt2(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gpt2")
-    tokenizer = load_tokenizer("minilm")
-    tokenizer.chat_template = TEMPLATE
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=16, n_layer=1, n_head=2, n_positions=128,
-                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"), n_positions=128, chat_template=TEMPLATE)
 
 
 def test_chat_template_wraps_prompts_when_the_model_has_one(tiny_chat_gpt2):

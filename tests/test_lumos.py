@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from federated_fixtures import TINY_FED, build, split_fixture  # noqa: F401
+from llm_fixtures import save_tiny_gpt2
 
 from recbole_llm.model.lumos.losses import tri_view_infonce
 from recbole_llm.model.lumos.views import build_view_generator
@@ -128,17 +129,7 @@ def test_each_evaluation_scores_the_new_global_model(split, monkeypatch):
 
 
 def _tiny_gpt2(path):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from recbole_llm.llm.loading import load_tokenizer
-
-    tokenizer = load_tokenizer("minilm")
-    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_embd=16, n_layer=1, n_head=2, n_positions=256,
-                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+    return save_tiny_gpt2(path)
 
 
 def _tiny_bert(path):
