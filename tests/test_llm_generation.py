@@ -33,3 +33,20 @@ def test_sampling_is_seeded_and_greedy_is_deterministic(tiny_chat_gpt2):
     assert greedy.generate(prompts) == greedy.generate(prompts)
     with pytest.raises(ValueError, match="chat_template must be one of"):
         CausalLMGenerator(tiny_chat_gpt2, chat_template="sometimes")
+
+
+def test_dtype_auto_follows_the_hardware(tiny_chat_gpt2, monkeypatch):
+    import torch
+
+    from recbole_llm.llm import generation
+
+    monkeypatch.setattr(generation, "cpu_has_native_bf16", lambda: True)
+    assert generation.resolve_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(generation, "cpu_has_native_bf16", lambda: False)
+    assert generation.resolve_dtype("auto", "cpu") == torch.float32
+    assert generation.resolve_dtype("float16", "cpu") == torch.float16
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        generation.resolve_dtype("int4", "cpu")
+    gen = CausalLMGenerator(tiny_chat_gpt2, max_new_tokens=4, dtype="bfloat16")
+    assert next(gen.model.parameters()).dtype == torch.bfloat16
+    assert len(gen.generate(["toy story", "heat"])) == 2

@@ -1,5 +1,6 @@
 """LUMOS: tri-view InfoNCE, view generators, bad input, end-to-end runs of the three models."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -167,6 +168,31 @@ def test_llm_generator_end_to_end_with_a_tiny_gpt2(split, tmp_path):
     config["text_encoder"] = "minilm"
 
 
+def test_llm_views_are_cached_per_user_and_sequence(split, tmp_path):
+    config, dataset, train, valid, test = split
+    old = {k: config[k] for k in ("view_generator", "llm_path", "text_encoder", "lumos_view_cache")}
+    config["view_generator"], config["llm_path"] = "llm", _tiny_gpt2(tmp_path / "gpt2")
+    config["text_encoder"], config["lumos_view_cache"] = _tiny_bert(tmp_path / "bert"), str(tmp_path / "views")
+    config["llm_max_new_tokens"] = 6
+    try:
+        first = build_view_generator(config, dataset)
+        sequences = [[1, 2, 3, 4], [50, 60, 70]]
+        views = first.generate(sequences, [1, 2])
+        assert first.text_generator.generated_tokens > 0 and os.path.isfile(first.cache.path)
+        again = build_view_generator(config, dataset)  # a new run with the same settings
+        again.text_generator.generate = lambda prompts: pytest.fail("cached users were prompted again")
+        assert again.generate(sequences, [1, 2]) == views
+        asked = []
+        again.text_generator.generate = lambda prompts: asked.extend(prompts) or ["Toy Story"] * len(prompts)
+        changed = again.generate([[1, 2, 3, 4], [50, 60, 70, 80]], [1, 2])
+        assert len(asked) == 3 and changed[0] == views[0]  # only user 2, whose sequence changed
+        config["llm_temperature"] = 0.5
+        assert build_view_generator(config, dataset).cache.path != first.cache.path
+    finally:
+        config.final_config_dict.update(old)
+        config["llm_temperature"] = 0.8
+
+
 @pytest.mark.parametrize("model", ["LUMOS", "FedSeq", "ConFedSRS"])
 def test_tiny_end_to_end_run(model, tmp_path):
     result = run_recbole_llm(model=model, dataset="ml-100k",
@@ -191,6 +217,25 @@ def test_cli_runs_lumos(monkeypatch, capsys):
     args += [f"--{k}={v}" for k, v in TINY_FED.items() if k not in ("rounds", "local_epochs", "metrics", "topk")]
     monkeypatch.setattr("sys.argv", args)
     assert cli.main(args[1:]) == 0
+    assert "test result" in capsys.readouterr().out
+
+
+def test_cli_runs_lumos_with_llm_views(monkeypatch, capsys, tmp_path):
+    import run_recbole_llm as cli
+    from recbole_llm.model.lumos.views import LLMViewGenerator
+
+    calls = []
+    real = LLMViewGenerator.generate
+    monkeypatch.setattr(LLMViewGenerator, "generate", lambda self, seqs, users: calls.append(len(seqs))
+                        or real(self, seqs, users))
+    args = ["--model=LUMOS", "--dataset=ml-100k", "--rounds=1", "--local_epochs=1", "--view_generator=llm",
+            f"--llm_path={_tiny_gpt2(tmp_path / 'g')}", f"--text_encoder={_tiny_bert(tmp_path / 'b')}",
+            "--llm_max_new_tokens=6", "--client_fraction=0.005"]
+    args += [f"--{k}={v}" for k, v in TINY_FED.items()
+             if k not in ("rounds", "local_epochs", "metrics", "topk", "client_fraction")]
+    monkeypatch.setattr("sys.argv", ["run_recbole_llm.py"] + args)
+    assert cli.main(args) == 0
+    assert calls and sum(calls) == 5  # the round's sampled clients (0.5 % of 943) got LLM views
     assert "test result" in capsys.readouterr().out
 
 

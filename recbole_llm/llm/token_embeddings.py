@@ -25,8 +25,9 @@ from logging import getLogger
 
 import torch
 
-from recbole_llm.llm.gguf_tables import read_gguf_token_table
+from recbole_llm.llm.gguf_tables import read_gguf_rows, read_gguf_token_table
 from recbole_llm.llm.loading import LLMNotFoundError, load_model, load_tokenizer, resolve_model_source
+from recbole_llm.llm.loading import cache_dir as llm_cache_dir
 
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -40,6 +41,7 @@ EMBEDDING_KEY_SUFFIXES = (
     "shared.weight",           # T5 / P5 (tied encoder/decoder table)
     "tok_embeddings.weight",   # original Llama checkpoints
     "embed_in.weight",         # GPT-NeoX / Pythia
+    "embedding.weight",        # static tables (WordLlama)
 )
 TIED_OUTPUT_KEYS = ("lm_head.weight",)  # only when config says the input table is tied to it
 
@@ -59,8 +61,7 @@ class TokenEmbeddings:
 
 
 def default_cache_dir():
-    root = os.environ.get("RECBOLE_LLM_CACHE") or os.path.join("~", ".cache", "recbole_llm")
-    return os.path.join(os.path.expanduser(root), "token_embeddings")
+    return llm_cache_dir("token_embeddings")
 
 
 def _weight_files(model_dir):
@@ -134,18 +135,19 @@ def _read_bin_embedding(model_dir):
     return model.get_input_embeddings().weight.detach().float().clone()
 
 
-def _token_strings(model_dir, vocab_size):
+def _token_strings(source, vocab_size):
     """Token string of each row (``""`` past the tokenizer's vocabulary) and the special tokens."""
     try:
-        tokenizer = load_tokenizer(model_dir)
+        tokenizer = load_tokenizer(source)
     except Exception as err:
-        raise LLMNotFoundError(f"LLM directory {model_dir} has no loadable tokenizer "
+        raise LLMNotFoundError(f"LLM {source.path} has no loadable tokenizer "
                                f"({type(err).__name__}: {err})") from err
     tokens = [""] * vocab_size
     for token, idx in tokenizer.get_vocab().items():
         if 0 <= idx < vocab_size:
             tokens[idx] = token
-    return tokens, sorted(set(tokenizer.all_special_tokens))
+    added = {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    return tokens, sorted(set(tokenizer.all_special_tokens) | added)
 
 
 def _is_tied(model_dir):
@@ -164,7 +166,12 @@ def load_token_embeddings(spec, cache_dir=None):
     """
     source = resolve_model_source(spec)
     model_dir = source.directory
-    kind, files = ("gguf", [source.path]) if source.gguf_file else _weight_files(model_dir)
+    if source.gguf_file:
+        kind, files = "gguf", [source.path]
+    elif source.weights_file:
+        kind, files = "safetensors", [source.path]
+    else:
+        kind, files = _weight_files(model_dir)
     cache_dir = os.path.expanduser(cache_dir) if cache_dir else default_cache_dir()
     key = _fingerprint(model_dir, files)
     cached = os.path.join(cache_dir, key + ".pt")
@@ -185,7 +192,7 @@ def load_token_embeddings(spec, cache_dir=None):
         raise LLMNotFoundError(f"Could not read the token embeddings of {model_dir}: "
                                f"{type(err).__name__}: {err}") from err
     if special is None:
-        tokens, special = _token_strings(model_dir, matrix.shape[0])
+        tokens, special = _token_strings(source, matrix.shape[0])
     special = sorted(special)
     os.makedirs(cache_dir, exist_ok=True)
     tmp = cached + f".{os.getpid()}.tmp"
@@ -193,6 +200,36 @@ def load_token_embeddings(spec, cache_dir=None):
     os.replace(tmp, cached)
     getLogger().info(f"token embeddings of {source.path}: {tuple(matrix.shape)} cached in {cached}")
     return TokenEmbeddings(matrix, tokens, frozenset(special), source.path)
+
+
+def token_table_rows(spec, rows):
+    """``(shape (V, d), rows [len(rows), d] float32)`` of an LLM's table, reading only those rows.
+
+    No cache is written: a cheap look at a table (shape checks, the shipped-LLM tests)
+    without the first full read.  Safetensors and GGUF sources only.
+    """
+    source = resolve_model_source(spec)
+    if source.gguf_file:
+        return read_gguf_rows(source.path, rows)
+    if source.weights_file:
+        files = [source.path]
+    else:
+        kind, files = _weight_files(source.directory)
+        if kind != "safetensors":
+            raise LLMNotFoundError(f"{source.directory} stores .bin weights: read the whole table instead "
+                                   "(load_token_embeddings)")
+    from safetensors import safe_open
+
+    by_file = {path: _safetensors_keys(path) for path in files}
+    key = find_embedding_key([k for keys in by_file.values() for k in keys],
+                             tied=not source.weights_file and _is_tied(source.directory))
+    if key is None:
+        raise LLMNotFoundError(f"No token-embedding tensor in the safetensors weights of {source.path}.")
+    path = next(p for p, keys in by_file.items() if key in keys)
+    with safe_open(path, framework="pt") as f:
+        table = f.get_slice(key)
+        shape = tuple(table.get_shape())
+        return shape, torch.stack([table[int(r):int(r) + 1][0] for r in rows]).float()
 
 
 def _word_of(token, scheme):
@@ -204,6 +241,19 @@ def _word_of(token, scheme):
     return None if token.startswith("##") else token  # WordPiece: "##piece" continues
 
 
+def word_scheme(tokens):
+    """How a vocabulary marks word starts: ``byte_bpe`` (Ġ), ``sentencepiece`` (▁) or ``wordpiece`` (##).
+
+    Decided by the more frequent marker: SentencePiece vocabularies hold "Ġ" as a
+    plain character token and byte-level BPE ones may hold "▁".
+    """
+    bpe = sum(t.startswith("Ġ") for t in tokens)
+    spm = sum(t.startswith("▁") for t in tokens)
+    if max(bpe, spm) < len(tokens) // 100:
+        return "wordpiece"
+    return "byte_bpe" if bpe > spm else "sentencepiece"
+
+
 def token_pool(embeddings, size, min_length=2):
     """Row indices of up to ``size`` candidate tokens: whole words, alphabetic, not special.
 
@@ -213,12 +263,7 @@ def token_pool(embeddings, size, min_length=2):
     tokens = embeddings.tokens
     if not size:
         return torch.arange(len(tokens))
-    if any(t.startswith("Ġ") for t in tokens):
-        scheme = "byte_bpe"
-    elif any(t.startswith("▁") for t in tokens):
-        scheme = "sentencepiece"
-    else:
-        scheme = "wordpiece"
+    scheme = word_scheme(tokens)
     keep = []
     for idx, token in enumerate(tokens):
         if not token or token in embeddings.special_tokens:

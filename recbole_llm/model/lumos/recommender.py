@@ -17,6 +17,7 @@ from recbole.utils import InputType
 
 from recbole_llm.federated.rules import FEDERATED_RULES
 from recbole_llm.federated.sampling import check_client_fraction
+from recbole_llm.llm.generation import DTYPES
 from recbole_llm.llm.item_text import load_item_texts
 from recbole_llm.llm.loading import resolve_model_dir
 from recbole_llm.model.lumos.losses import masked_next_item_ce, tri_view_infonce
@@ -26,11 +27,13 @@ from recbole_llm.validation import SHARED_RULES, ConfigError, Rule, one_of, vali
 CAUSAL_BACKBONES = ("SASRec", "GRU4Rec")  # the output at position t depends only on items <= t
 VIEW_NAMES = ("future", "paraphrase", "counterfactual")
 VIEW_GENERATORS = ("llm", "semantic", "augment", "none")
+LLM_DTYPES = ("auto",) + tuple(DTYPES)
 
 LUMOS_RULES = {
     "cl_weight": SHARED_RULES["cl_weight"],  # λ_CL
     "cl_temperature": SHARED_RULES["cl_temperature"],  # τ
     "view_generator": one_of(VIEW_GENERATORS),
+    "llm_dtype": one_of(LLM_DTYPES),
     "lumos_views": Rule(f"a non-empty subset of {VIEW_NAMES} with at least one positive view "
                         "(future or paraphrase)",
                         lambda v: isinstance(v, (list, tuple)) and bool(v) and set(v) <= set(VIEW_NAMES)

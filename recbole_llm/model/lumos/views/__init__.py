@@ -4,12 +4,17 @@
 ``view_generator``: ``llm``, ``semantic`` (offline default), ``augment``
 (ConFedSRS) or ``none`` (FedSeq: returns ``None``).
 """
+import hashlib
+
 from recbole_llm.llm.generation import CausalLMGenerator
+from recbole_llm.llm.loading import cache_dir as llm_cache_dir
+from recbole_llm.llm.loading import resolve_model_source, source_identity
 from recbole_llm.llm.item_text import item_file_path, load_item_texts
 from recbole_llm.llm.text_encoder import get_text_encoder
 from recbole_llm.llm.title_index import TitleIndex
 from recbole_llm.model.lumos.views.augment import AugmentViewGenerator
 from recbole_llm.model.lumos.views.base import TriView, ViewGenerator, prepare_views
+from recbole_llm.model.lumos.views.cache import ViewCache
 from recbole_llm.model.lumos.views.llm import LLMViewGenerator, load_prompts
 from recbole_llm.model.lumos.views.semantic import SemanticViewGenerator
 
@@ -23,6 +28,21 @@ def item_text_embeddings(config, dataset):
     if key not in _EMBEDDINGS:
         _EMBEDDINGS[key] = (get_text_encoder(config["text_encoder"]).encode(texts.texts()), texts)
     return _EMBEDDINGS[key]
+
+
+def view_cache(config, generator, prompts, texts):
+    """The :class:`ViewCache` of this generator's settings, or None (``lumos_view_cache: false``)."""
+    where = config["lumos_view_cache"]
+    if where is False or str(where).lower() in ("false", "none", "off"):
+        return None
+    settings = {"llm": source_identity(resolve_model_source(config["llm_path"])), "prompts": prompts,
+                "dtype": str(generator.dtype), "chat": generator.use_chat_template,
+                "text_encoder": source_identity(resolve_model_source(config["text_encoder"])),
+                "titles": hashlib.sha256("\n".join(texts.titles).encode()).hexdigest(), "seed": config["seed"],
+                "max_len": config["MAX_ITEM_LIST_LENGTH"], **_semantic_kwargs(config),
+                **{k: config[k] for k in ("llm_max_new_tokens", "llm_batch_size", "llm_do_sample", "llm_temperature",
+                                          "llm_top_p", "llm_history_length", "llm_min_similarity")}}
+    return ViewCache(where or llm_cache_dir("views"), settings)
 
 
 def _semantic_kwargs(config):
@@ -47,12 +67,13 @@ def build_view_generator(config, dataset):
                                       batch_size=config["llm_batch_size"], seed=seed,
                                       do_sample=config["llm_do_sample"], temperature=config["llm_temperature"],
                                       top_p=config["llm_top_p"], chat_template=config["llm_chat_template"],
-                                      show_progress=config["show_progress"])
+                                      show_progress=config["show_progress"], dtype=config["llm_dtype"])
         index = TitleIndex(get_text_encoder(config["text_encoder"]), texts.titles)
-        return LLMViewGenerator(embeddings, max_len, generator, index, texts.titles,
-                                load_prompts(config["lumos_prompt_file"]), seed,
+        prompts = load_prompts(config["lumos_prompt_file"])
+        return LLMViewGenerator(embeddings, max_len, generator, index, texts.titles, prompts, seed,
                                 history_length=config["llm_history_length"],
-                                min_similarity=config["llm_min_similarity"], **_semantic_kwargs(config))
+                                min_similarity=config["llm_min_similarity"],
+                                cache=view_cache(config, generator, prompts, texts), **_semantic_kwargs(config))
     raise ValueError(f"unknown view_generator {name!r}")
 
 

@@ -9,7 +9,9 @@ mapped to the catalogue item with the nearest title embedding (text encoder +
 FAISS inner-product index); titles below ``min_similarity``, duplicates, and (for
 the future view) items the user already has are dropped.  A view left empty
 falls back to the ``semantic`` view of the same user, and is counted in
-``fallbacks``.
+``fallbacks``.  With a :class:`~recbole_llm.model.lumos.views.cache.ViewCache`, users
+whose views were generated before (same settings, same sequence) are read back and
+only the others are prompted.
 """
 import os
 import re
@@ -55,13 +57,14 @@ class LLMViewGenerator(SemanticViewGenerator):
     name = "llm"
 
     def __init__(self, item_embeddings, max_len, text_generator, title_index, titles, prompts,
-                 seed=2020, history_length=10, min_similarity=0.3, **semantic_kwargs):
+                 seed=2020, history_length=10, min_similarity=0.3, cache=None, **semantic_kwargs):
         super().__init__(item_embeddings, max_len, seed, **semantic_kwargs)
         self.text_generator, self.title_index = text_generator, title_index
         self.titles, self.prompts = titles, prompts
         self.history_length, self.min_similarity = int(history_length), float(min_similarity)
         self.fallbacks = {k: 0 for k in VIEW_KEYS}
         self.titles_generated = self.titles_mapped = 0  # generated titles, and those mapped to an item
+        self.cache = cache
 
     @property
     def mapped_fraction(self):
@@ -86,6 +89,20 @@ class LLMViewGenerator(SemanticViewGenerator):
         return out[:self.max_len]
 
     def generate(self, sequences, user_ids):
+        if self.cache is None:
+            return self.generate_views(sequences, user_ids)
+        out = [self.cache.lookup(u, s) for s, u in zip(sequences, user_ids)]
+        todo = [i for i, view in enumerate(out) if view is None]
+        if todo:
+            fresh = self.generate_views([sequences[i] for i in todo], [user_ids[i] for i in todo])
+            for i, view in zip(todo, fresh):
+                out[i] = view
+                self.cache.store(user_ids[i], sequences[i], view)
+            self.cache.save()
+        return out
+
+    def generate_views(self, sequences, user_ids):
+        """Prompt the LLM for the tri-views of ``sequences`` (no cache)."""
         prompts = [self.prompt(k, seq) for seq in sequences for k in VIEW_KEYS]
         texts = self.text_generator.generate(prompts)
         out = []
