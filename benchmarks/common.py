@@ -112,3 +112,18 @@ def mltfr_default(key):
 
     with open(os.path.join(PROPERTIES_DIR, "model", "MLTFR.yaml")) as f:
         return yaml.safe_load(f)[key]
+
+
+def paired_test(a, b):
+    """Paired comparison of two methods over the same seeds: mean difference a − b, its std, and the
+    two-sided paired t-test p-value (None with fewer than two pairs or zero variance)."""
+    a, b = list(a), list(b)
+    n = min(len(a), len(b))
+    diffs = [x - y for x, y in zip(a[:n], b[:n])]
+    if n < 2:
+        return {"pairs": n, "mean_diff": diffs[0] if diffs else None, "std_diff": None, "p_value": None}
+    from scipy import stats
+
+    sd = statistics.stdev(diffs)
+    p = None if sd == 0 else float(stats.ttest_rel(a[:n], b[:n]).pvalue)
+    return {"pairs": n, "mean_diff": statistics.mean(diffs), "std_diff": sd, "p_value": p}

@@ -1,5 +1,9 @@
 """LUMOS Table 1 on ml-100k: centralised vs federated, HR@20 / NDCG@20.
 
+Every trained model is tested under both protocols: RecBole's full ranking of
+sequential models (all items) and LUMOS §5.1's (items the user has not interacted
+with; ``eval_exclude_history``), columns "(unseen)".
+
 Rows: SASRec and GRU4Rec trained centrally by RecBole's trainer; FedSeq,
 ConFedSRS and LUMOS (semantic views) with both backbones, through
 ``FederatedTrainer``; mean ± std over seeds of the test metrics of the best-valid
@@ -23,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.common import RESULTS_DIR, line_plot, mean_std, write_results  # noqa: E402
+from benchmarks.common import RESULTS_DIR, line_plot, mean_std, paired_test, write_results  # noqa: E402
 from benchmarks.lumos_dynamics import parse_run  # noqa: E402
 
 FEDERATED = [("FedSeq", "SASRec"), ("FedSeq", "GRU4Rec"), ("ConFedSRS", "SASRec"),
@@ -36,13 +40,18 @@ def run(model, config_dict):
     from recbole_llm.quick_start import build_model, prepare
     from recbole_llm.utils import get_trainer
 
-    config = Config(model=model, dataset="ml-100k", config_dict=config_dict)
+    from recbole_llm.history_exclusion import exclude_history
+
+    config = Config(model=model, dataset="ml-100k", config_dict=config_dict, command_line=False)
     _, train, valid, test = prepare(config)
     net = build_model(config, train)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     trainer.fit(train, valid, saved=True, show_progress=False, verbose=True)
-    result = trainer.evaluate(test, load_best_model=True, show_progress=False)
-    return dict(result), getattr(trainer, "valid_history", [])
+    result = dict(trainer.evaluate(test, load_best_model=True, show_progress=False))
+    exclude_history(config, train, valid, test)  # the same model under LUMOS §5.1's protocol
+    unseen = trainer.evaluate(test, load_best_model=False, show_progress=False)
+    result.update({f"{k} (unseen)": v for k, v in unseen.items()})
+    return result, getattr(trainer, "valid_history", [])
 
 
 def popularity(config_dict):
@@ -55,15 +64,20 @@ def popularity(config_dict):
     from recbole_llm.federated.client_data import training_sequences
     from recbole_llm.quick_start import prepare
 
-    config = Config(model="FedSeq", dataset="ml-100k", config_dict=config_dict)
+    config = Config(model="FedSeq", dataset="ml-100k", config_dict=config_dict, command_line=False)
     dataset, train, valid, test = prepare(config)
     pop = Pop(config, train.dataset)
     items = torch.as_tensor([v for s in training_sequences(train.dataset).values() for v in s])
     pop.item_cnt = torch.bincount(items, minlength=dataset.item_num).unsqueeze(1)
     pop.max_cnt = pop.item_cnt.max(dim=0)[0]
     trainer = Trainer(config, pop)
-    return {name: dict(trainer.evaluate(data, load_best_model=False, show_progress=False))
-            for name, data in (("valid", valid), ("test", test))}
+    out = {name: dict(trainer.evaluate(data, load_best_model=False, show_progress=False))
+           for name, data in (("valid", valid), ("test", test))}
+    from recbole_llm.history_exclusion import exclude_history
+
+    exclude_history(config, train, valid, test)
+    out["test (unseen)"] = dict(trainer.evaluate(test, load_best_model=False, show_progress=False))
+    return out
 
 
 def plot(curves, path, reference=None):
@@ -127,16 +141,32 @@ def main():
 
     def save():
         rows = [{"method": "Pop (training counts, RecBole Pop)", "HR@20": mean_std([pop["test"]["hit@20"]]),
-                 "NDCG@20": mean_std([pop["test"]["ndcg@20"]]), "seeds": 1, "wall_s_per_run": 0.0,
+                 "NDCG@20": mean_std([pop["test"]["ndcg@20"]]),
+                 "HR@20 (unseen)": mean_std([pop["test (unseen)"]["hit@20"]]),
+                 "NDCG@20 (unseen)": mean_std([pop["test (unseen)"]["ndcg@20"]]), "seeds": 1, "wall_s_per_run": 0.0,
                  "load_avg_1m": None}]
         rows += [{"method": label, "HR@20": mean_std(r["hit@20"] for r in res),
-                  "NDCG@20": mean_std(r["ndcg@20"] for r in res), "seeds": len(res),
+                  "NDCG@20": mean_std(r["ndcg@20"] for r in res),
+                  "HR@20 (unseen)": mean_std(r["hit@20 (unseen)"] for r in res if "hit@20 (unseen)" in r),
+                  "NDCG@20 (unseen)": mean_std(r["ndcg@20 (unseen)"] for r in res if "ndcg@20 (unseen)" in r),
+                  "seeds": len(res),
                   "wall_s_per_run": sum(times[label]) / len(times[label]),
                   "load_avg_1m": round(sum(loads[label]) / len(loads[label]), 2)}
                  for label, res in results.items()]
+        tests = {}
+        for label in results:
+            for base in ("FedSeq", "ConFedSRS"):
+                if not label.startswith("LUMOS("):
+                    continue
+                other = label.replace("LUMOS", base, 1).split(",")[0]
+                if other in results:
+                    for metric in ("hit@20", "ndcg@20", "hit@20 (unseen)", "ndcg@20 (unseen)"):
+                        tests[f"{label} vs {other}, {metric}"] = paired_test(
+                            [r[metric] for r in results[label]], [r[metric] for r in results[other]])
         os.chdir(repo)
         png = plot(curves, os.path.join(RESULTS_DIR, name + "_valid_ndcg.png"), pop["valid"]["ndcg@20"])
         write_results(name, rows, config, extra={"raw": results, "popularity": pop, "valid_curves": curves,
+                                                 "paired_tests": tests,
                                                  "wall_s": times, "load_avg_1m": loads,
                                                  "plot": png and os.path.relpath(png, repo)})
         os.chdir(tmp)

@@ -15,6 +15,7 @@ from recbole_llm import __version__
 from recbole_llm.compat import CHECKPOINT_FORMAT, config_to_primitives, load_checkpoint, set_anomaly_detection
 from recbole_llm.config import Config
 from recbole_llm.federated.individual import IndividualModels
+from recbole_llm.history_exclusion import exclude_history
 from recbole_llm.utils import get_model, get_trainer
 
 
@@ -26,13 +27,20 @@ def build_model(config, train_data):
 
 
 def prepare(config):
-    """Seed, log, build and split the dataset of ``config``; returns (dataset, train, valid, test)."""
+    """Seed, log, build and split the dataset of ``config``; returns (dataset, train, valid, test).
+
+    With ``eval_exclude_history: True`` the full-sort valid and test loaders of a
+    sequential model also mask each user's history (:mod:`recbole_llm.history_exclusion`).
+    """
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     set_anomaly_detection(config["detect_anomaly"])
     dataset = create_dataset(config)
     getLogger().info(dataset)
-    return (dataset, *data_preparation(config, dataset))
+    train, valid, test = data_preparation(config, dataset)
+    if config["eval_exclude_history"]:
+        exclude_history(config, train, valid, test)
+    return dataset, train, valid, test
 
 
 def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):

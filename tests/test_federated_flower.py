@@ -1,4 +1,8 @@
-"""Flower deployment engine: 2 rounds on 127.0.0.1 (1 SuperLink, 2 SuperNodes) == in-process engine."""
+"""Flower deployment engine: 2 rounds on 127.0.0.1 (1 SuperLink, 2 SuperNodes) == in-process engine.
+
+The run uses Flower's own FedAdam strategy on the server, client SGD with momentum and
+ConFedSRS's per-round redrawn views, so that all three agree across the engines.
+"""
 import os
 
 import pytest
@@ -34,7 +38,8 @@ def test_flower_two_rounds_equal_in_process_engine(tmp_path, monkeypatch):
 
     monkeypatch.setattr(local, "run_local_federation", spy)
     config = dict(TINY_FED, rounds=2, eval_step=2, client_fraction=0.01, view_generator="augment",
-                  cl_weight=0.1, flower_timeout=240, checkpoint_dir=str(tmp_path / "saved"))
+                  cl_weight=0.1, flower_timeout=240, checkpoint_dir=str(tmp_path / "saved"),
+                  server_optimizer="fedadam", server_learning_rate=0.01, local_momentum=0.5)
     flower = run_recbole_llm(model="ConFedSRS", dataset="ml-100k", config_dict=dict(config, fed_engine="flower"))
     inproc = run_recbole_llm(model="ConFedSRS", dataset="ml-100k",
                              config_dict=dict(config, fed_engine="sequential"))

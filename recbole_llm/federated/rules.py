@@ -3,6 +3,8 @@
 Checked once, when a federated model is built (before training); the trainer and
 the engines read the keys without checking them again.
 """
+from recbole_llm.federated.client_update import CLIENT_OPTIMIZERS
+from recbole_llm.federated.server_optimizers import SERVER_OPTIMIZERS
 from recbole_llm.validation import boolean, integer, number, one_of
 
 ENGINES = ("vectorized", "sequential", "flower")
@@ -17,4 +19,13 @@ FEDERATED_RULES = {
     "fed_weighting": one_of(WEIGHTINGS),
     "individual_learning": boolean(),
     "local_clip_norm": number(low=0, low_open=True),
+    "local_optimizer": one_of(CLIENT_OPTIMIZERS),
+    "local_learning_rate": number(low=0, low_open=True),
+    "local_momentum": number(low=0, high=1, high_open=True),
+    "local_weight_decay": number(low=0),
+    "server_optimizer": one_of(SERVER_OPTIMIZERS),
+    "server_learning_rate": number(low=0, low_open=True),
+    "server_momentum": number(low=0, high=1, high_open=True),
+    "server_beta2": number(low=0, high=1, high_open=True),
+    "server_tau": number(low=0, low_open=True),
 }

@@ -28,6 +28,7 @@ from recbole_llm.federated.flower import local as flower_local
 from recbole_llm.federated.individual import IndividualModels, train_own_models
 from recbole_llm.federated.sampling import check_client_fraction, sample_clients
 from recbole_llm.federated.server import FedAvgServer
+from recbole_llm.federated.server_optimizers import ServerOptimizer, ServerOptimizerSpec
 
 
 def load_parameters(model, params):
@@ -102,7 +103,8 @@ class FederatedTrainer(Trainer):
                 return self.fit_on_flower(train_data, valid_data, verbose, saved)
             if self.clients is None:
                 self.setup_clients(train_data)
-            self.server = FedAvgServer(trainable_parameters(self.federated_model))
+            self.server = FedAvgServer(trainable_parameters(self.federated_model),
+                                       ServerOptimizer(ServerOptimizerSpec.from_config(self.config)))
             self.engine = make_engine(self.config["fed_engine"], self.federated_model, self.spec)
             self.generator = torch.Generator().manual_seed(int(self.config["seed"]))
             return super().fit(train_data, valid_data, verbose=verbose, saved=saved,

@@ -5,16 +5,17 @@ into chunks; each chunk trains every client's own copy of the parameters at once
 with ``torch.func.vmap`` over ``grad(functional_call(client_loss))``.  Per-client
 parameters live as the rows of one ``[clients, P]`` buffer; rows are padded
 (padding rows have no target, so they add nothing to loss or gradient);
-gradients are clipped per client and ``torch.optim.Adam`` (fused, L2 weight decay,
-bias correction) steps the whole buffer at once -- Adam is elementwise, so that is
-every client's own Adam step.  The result equals
+gradients are clipped per client and the client optimiser
+(:func:`~recbole_llm.federated.client_update.client_optimizer`: SGD, Adam or AdamW)
+steps the whole buffer at once -- each is elementwise, so that is every client's own
+step.  The result equals
 :class:`~recbole_llm.federated.client_update.SequentialEngine` up to float
 rounding.  A chunk is sent to the server as one :class:`ParameterUpdate` holding
 the weighted mean of its clients and their total weight, which keeps FedAvg exact.
 
 Work removed rather than parallelised (profiled on CPU, see docs/lumos.md):
 
-* one fused Adam call per step on the flat buffer instead of ~10 ops per tensor;
+* one optimiser call per step on the flat buffer instead of ~10 ops per tensor;
 * for causal backbones, a chunk's inputs are cut after its longest row: outputs
   at earlier positions do not depend on the right padding, so this is exact;
 * dropout masks drawn with ``torch.rand`` (same Bernoulli(1 - p) keep mask and
@@ -25,7 +26,8 @@ from contextlib import contextmanager
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
-from recbole_llm.federated.client_update import client_batch, flatten_parameters, parameter_views, trainable_parameters
+from recbole_llm.federated.client_update import (client_batch, client_optimizer, flatten_parameters,
+                                                 parameter_views, trainable_parameters)
 from recbole_llm.federated.server import ParameterUpdate
 from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
 
@@ -121,7 +123,9 @@ class VectorizedEngine:
         weights = torch.tensor([self.spec.client_weight(c) for c in clients], dtype=torch.float64, device=device)
         mean = ((flat.double() * (weights / weights.sum()).unsqueeze(1)).sum(0)).to(flat.dtype)
         tensors = {k: v[0].clone() for k, v in parameter_views(mean.unsqueeze(0), shapes).items()}
-        return ParameterUpdate(tensors, float(weights.sum()), len(clients)), losses
+        users = [c.user_id for c in clients]
+        source = f"users {users}" if len(users) <= 4 else f"{len(users)} users {users[:3]}..."
+        return ParameterUpdate(tensors, float(weights.sum()), len(clients), source=source), losses
 
     def train_rows(self, flat, shapes, clients):
         """Train client i's model, row i of ``flat`` ([n, P], updated in place); returns the last losses."""
@@ -129,9 +133,7 @@ class VectorizedEngine:
         device, n = flat.device, len(clients)
         flat.requires_grad_(False)
         params = parameter_views(flat, shapes)
-        optimizer = torch.optim.Adam([flat], lr=spec.learning_rate, betas=spec.betas, eps=spec.eps,
-                                     weight_decay=spec.weight_decay,
-                                     fused=device.type in ("cpu", "cuda") or None)
+        optimizer = client_optimizer(spec, [flat])
         batch = [t.to(device) for t in stack_client_batches(clients, model.use_views, model.max_seq_length,
                                                             trim=model.causal)]
 
@@ -148,6 +150,6 @@ class VectorizedEngine:
                     # clip_grad_norm_ of each client: g * min(1, max_norm / (||g|| + 1e-6))
                     coef = (spec.clip_norm / (torch.linalg.vector_norm(g, dim=1) + 1e-6)).clamp_(max=1.0)
                     flat.grad = g.mul_(coef.unsqueeze(1))
-                optimizer.step()  # Adam is elementwise: one step on [n, P] is every client's own step
+                optimizer.step()  # elementwise: one step on [n, P] is every client's own step
         flat.grad = None
         return losses.detach()

@@ -9,8 +9,10 @@ dataset, the user's config dict and where to write the result.  Protocol:
    generator seeded by config ``seed``), sends each node the global parameters
    (``ArrayRecord``) and its sampled ids (``ConfigRecord``) as a ``train`` message;
 3. a node trains those users as clients with the same engine code and replies with
-   the weighted mean of their models and its total FedAvg weight, which the
-   :class:`~recbole_llm.federated.server.FedAvgServer` averages (exact per-user FedAvg);
+   the weighted mean of their models and its total FedAvg weight; the server checks each
+   reply (:meth:`~recbole_llm.federated.server.FedAvgServer.check`) and aggregates them
+   with Flower's own strategy for config ``server_optimizer``
+   (:mod:`recbole_llm.federated.flower.strategies`: exact per-user FedAvg, then the step);
 4. after the last round the server writes the global parameters to the job's ``output``.
 
 Nodes get their partition from ``--node-config``: users whose index among the
@@ -30,7 +32,9 @@ from recbole_llm.federated.client_data import build_clients
 from recbole_llm.federated.client_update import LocalTrainingSpec, trainable_parameters
 from recbole_llm.federated.engines import make_engine
 from recbole_llm.federated.sampling import sample_clients
+from recbole_llm.federated.flower.strategies import WEIGHT_KEY, flower_server_step, flower_strategy
 from recbole_llm.federated.server import FedAvgServer, ParameterUpdate, weighted_mean
+from recbole_llm.federated.server_optimizers import ServerOptimizerSpec
 from recbole_llm.model.lumos.views import build_view_generator, prepare_views
 from recbole_llm.quick_start import build_model
 
@@ -75,14 +79,15 @@ def train_clients(msg: Message, context: Context) -> Message:
     mine = node_clients(job, context, train, model)
     cohort = [mine[u] for u in msg.content["round"]["user-ids"]]
     if model.use_views:  # views are regenerated from per-user seeds: the same as a cached copy
-        prepare_views(cohort, build_view_generator(config, train.dataset), model.max_seq_length)
+        prepare_views(cohort, build_view_generator(config, train.dataset), model.max_seq_length,
+                      int(msg.content["round"]["round"]))
     global_params = msg.content["global"].to_torch_state_dict()
     engine = make_engine(job.get("engine", "sequential"), model, LocalTrainingSpec.from_config(config))
     updates, loss = engine.run_round(global_params, cohort)
     update = weighted_mean(updates)
     content = RecordDict({
         "update": ArrayRecord(update.tensors),
-        "stats": MetricRecord({"weight": update.weight, "num-clients": update.num_clients, "loss": loss}),
+        "stats": MetricRecord({WEIGHT_KEY: update.weight, "num-clients": update.num_clients, "loss": loss}),
     })
     return Message(content, reply_to=msg)
 
@@ -101,6 +106,7 @@ def main(grid: Grid, context: Context) -> None:
             owner[int(uid)] = reply.metadata.src_node_id
     ids = sorted(owner)
     server = FedAvgServer(trainable_parameters(model))
+    strategy = flower_strategy(ServerOptimizerSpec.from_config(config))
     generator = torch.Generator().manual_seed(int(config["seed"]))
     log = []
     for rnd in range(int(config["rounds"])):
@@ -110,17 +116,22 @@ def main(grid: Grid, context: Context) -> None:
             users = [u for u in sampled if owner[u] == node]
             if users:
                 content = RecordDict({"global": ArrayRecord(server.broadcast()),
-                                      "round": ConfigRecord({"user-ids": users, "seed": int(config["seed"]) + rnd})})
+                                      "round": ConfigRecord({"user-ids": users, "seed": int(config["seed"]) + rnd,
+                                                       "round": rnd})})
                 messages.append(grid.create_message(content, "train", node, str(rnd)))
+        replies = list(grid.send_and_receive(messages))
         updates = []
-        for reply in grid.send_and_receive(messages):
+        for i, reply in enumerate(replies):
             if reply.has_error():
                 raise RuntimeError(f"node {reply.metadata.src_node_id} failed: {reply.error}")
             stats = reply.content["stats"]
-            updates.append(ParameterUpdate(reply.content["update"].to_torch_state_dict(),
-                                           float(stats["weight"]), int(stats["num-clients"])))
+            updates.append(ParameterUpdate(reply.content["update"].to_torch_state_dict(), stats["weight"],
+                                           int(stats["num-clients"]), source=f"node {reply.metadata.src_node_id}"))
+            server.check(updates[-1], i)
         if sum(u.num_clients for u in updates) != len(sampled):
             raise RuntimeError(f"round {rnd}: {len(updates)} replies for {len(sampled)} sampled users")
-        server.aggregate(updates)
+        current = {k: v.numpy() for k, v in server.global_params.items()}
+        new = flower_server_step(strategy, current, replies, rnd + 1)  # Flower's FedAvg/FedAvgM/FedAdam/FedYogi
+        server.global_params = {k: torch.from_numpy(new[k]).to(v.dtype) for k, v in server.global_params.items()}
         log.append({"round": rnd, "clients": len(sampled), "nodes": len(messages)})
     torch.save({"params": server.broadcast(), "rounds": log}, job["output"])

@@ -19,7 +19,7 @@ class LUMOSTrainer(FederatedTrainer):
 
     def prepare_cohort(self, cohort):
         if self.view_generator is not None:
-            prepare_views(cohort, self.view_generator, self.federated_model.max_seq_length)
+            prepare_views(cohort, self.view_generator, self.federated_model.max_seq_length, max(self._round, 0))
 
 
 class FedSeqTrainer(LUMOSTrainer):

@@ -6,7 +6,7 @@
 """
 import hashlib
 
-from recbole_llm.llm.generation import CausalLMGenerator
+from recbole_llm.llm.generation import CausalLMGenerator, resolve_dtype
 from recbole_llm.llm.loading import cache_dir as llm_cache_dir
 from recbole_llm.llm.loading import resolve_model_source, source_identity
 from recbole_llm.llm.item_text import item_file_path, load_item_texts
@@ -30,13 +30,14 @@ def item_text_embeddings(config, dataset):
     return _EMBEDDINGS[key]
 
 
-def view_cache(config, generator, prompts, texts):
+def view_cache(config, prompts, texts):
     """The :class:`ViewCache` of this generator's settings, or None (``lumos_view_cache: false``)."""
     where = config["lumos_view_cache"]
     if where is False or str(where).lower() in ("false", "none", "off"):
         return None
     settings = {"llm": source_identity(resolve_model_source(config["llm_path"])), "prompts": prompts,
-                "dtype": str(generator.dtype), "chat": generator.use_chat_template,
+                "dtype": str(resolve_dtype(config["llm_dtype"], config["device"])),
+                "chat": config["llm_chat_template"],
                 "text_encoder": source_identity(resolve_model_source(config["text_encoder"])),
                 "titles": hashlib.sha256("\n".join(texts.titles).encode()).hexdigest(), "seed": config["seed"],
                 "max_len": config["MAX_ITEM_LIST_LENGTH"], **_semantic_kwargs(config),
@@ -62,18 +63,20 @@ def build_view_generator(config, dataset):
     if name == "semantic":
         return SemanticViewGenerator(embeddings, max_len, seed, **_semantic_kwargs(config))
     if name == "llm":
-        generator = CausalLMGenerator(config["llm_path"], device=config["device"],
-                                      max_new_tokens=config["llm_max_new_tokens"],
-                                      batch_size=config["llm_batch_size"], seed=seed,
-                                      do_sample=config["llm_do_sample"], temperature=config["llm_temperature"],
-                                      top_p=config["llm_top_p"], chat_template=config["llm_chat_template"],
-                                      show_progress=config["show_progress"], dtype=config["llm_dtype"])
+        def generator():
+            return CausalLMGenerator(config["llm_path"], device=config["device"],
+                                     max_new_tokens=config["llm_max_new_tokens"],
+                                     batch_size=config["llm_batch_size"], seed=seed,
+                                     do_sample=config["llm_do_sample"], temperature=config["llm_temperature"],
+                                     top_p=config["llm_top_p"], chat_template=config["llm_chat_template"],
+                                     show_progress=config["show_progress"], dtype=config["llm_dtype"])
+
         index = TitleIndex(get_text_encoder(config["text_encoder"]), texts.titles)
         prompts = load_prompts(config["lumos_prompt_file"])
         return LLMViewGenerator(embeddings, max_len, generator, index, texts.titles, prompts, seed,
                                 history_length=config["llm_history_length"],
                                 min_similarity=config["llm_min_similarity"],
-                                cache=view_cache(config, generator, prompts, texts), **_semantic_kwargs(config))
+                                cache=view_cache(config, prompts, texts), **_semantic_kwargs(config))
     raise ValueError(f"unknown view_generator {name!r}")
 
 

@@ -6,6 +6,10 @@ a lone client has no other users' sequences to use as in-batch negatives, so the
 negative is a sequence of uniformly random catalogue items of the same length.
 The backbones' item tables have no extra mask row, so a masked item is left out
 of the view (the view never contains the padding id).
+
+CL4SRec draws new augmentations at every step, so this generator ``redraw`` s: a
+client's views are drawn again each time it trains, from a stream seeded by
+(seed, user, round) -- the same draw on every engine, whoever else trains that round.
 """
 import torch
 
@@ -16,6 +20,7 @@ from recbole_llm.model.lumos.views.base import TriView, ViewGenerator
 
 class AugmentViewGenerator(ViewGenerator):
     name = "augment"
+    redraw = True  # new views every time a client trains (prepare_views)
 
     def __init__(self, n_items, max_len, seed=2020, eta=0.6, gamma=0.3, beta=0.6):
         super().__init__(n_items, max_len, seed)
@@ -31,7 +36,7 @@ class AugmentViewGenerator(ViewGenerator):
     def generate(self, sequences, user_ids):
         out = []
         for seq, uid in zip(sequences, user_ids):
-            g = torch.Generator().manual_seed(hash((self.seed, int(uid))) % (2 ** 62))
+            g = torch.Generator().manual_seed(hash((self.seed, int(uid), int(self.round))) % (2 ** 62))
             x, lengths = left_align([seq], self.max_len)
             first, second = self._augment(x, lengths, g), self._augment(x, lengths, g)
             first = first or [seq[-1]]

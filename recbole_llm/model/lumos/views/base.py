@@ -2,9 +2,9 @@
 
 A generator maps a client's own training sequence to three item-id sequences:
 a predictive *future* view, an intent-preserving *paraphrase* and a
-*counterfactual* negative.  Views are computed once per client, cached in the
-client's :class:`~recbole_llm.federated.client_data.ClientData` and never sent
-to the server.  (In simulation several clients' sequences are passed in one
+*counterfactual* negative.  Views are kept in the client's
+:class:`~recbole_llm.federated.client_data.ClientData` (computed once, or again
+every round for a ``redraw`` generator) and never sent to the server.  (In simulation several clients' sequences are passed in one
 call only to batch the work; each view depends on its own sequence alone.)
 """
 from dataclasses import dataclass
@@ -25,9 +25,16 @@ class TriView:
 
 
 class ViewGenerator:
-    """Base class: ``generate(sequences, user_ids) -> list[TriView]``."""
+    """Base class: ``generate(sequences, user_ids) -> list[TriView]``.
+
+    ``redraw = False``: a client's views are made once and cached; a generator with
+    ``redraw = True`` makes them again every time the client trains, and may use
+    ``round`` (set by the trainer before each round) to seed its draw.
+    """
 
     name = "base"
+    redraw = False
+    round = 0
 
     def __init__(self, n_items, max_len, seed=2020):
         self.n_items, self.max_len, self.seed = int(n_items), int(max_len), int(seed)
@@ -40,9 +47,10 @@ class ViewGenerator:
         raise NotImplementedError
 
 
-def prepare_views(clients, generator, max_len):
-    """Fill the view cache of every client in ``clients`` that has none yet."""
-    todo = [c for c in clients if c.views is None]
+def prepare_views(clients, generator, max_len, round_index=0):
+    """Fill the view cache of every client in ``clients`` that has none yet (of all, for a ``redraw`` generator)."""
+    generator.round = int(round_index)
+    todo = list(clients) if generator.redraw else [c for c in clients if c.views is None]
     if not todo:
         return
     triviews = generator.generate([c.sequence.tolist() for c in todo], [c.user_id for c in todo])

@@ -11,7 +11,7 @@ the future view) items the user already has are dropped.  A view left empty
 falls back to the ``semantic`` view of the same user, and is counted in
 ``fallbacks``.  With a :class:`~recbole_llm.model.lumos.views.cache.ViewCache`, users
 whose views were generated before (same settings, same sequence) are read back and
-only the others are prompted.
+only the others are prompted; the LM is loaded only when some user must be prompted.
 """
 import os
 import re
@@ -59,12 +59,19 @@ class LLMViewGenerator(SemanticViewGenerator):
     def __init__(self, item_embeddings, max_len, text_generator, title_index, titles, prompts,
                  seed=2020, history_length=10, min_similarity=0.3, cache=None, **semantic_kwargs):
         super().__init__(item_embeddings, max_len, seed, **semantic_kwargs)
-        self.text_generator, self.title_index = text_generator, title_index
+        self._text_generator, self.title_index = text_generator, title_index
         self.titles, self.prompts = titles, prompts
         self.history_length, self.min_similarity = int(history_length), float(min_similarity)
         self.fallbacks = {k: 0 for k in VIEW_KEYS}
         self.titles_generated = self.titles_mapped = 0  # generated titles, and those mapped to an item
         self.cache = cache
+
+    @property
+    def text_generator(self):
+        """The LM (built on first use when given as a factory: fully cached users never load it)."""
+        if callable(self._text_generator) and not hasattr(self._text_generator, "generate"):
+            self._text_generator = self._text_generator()
+        return self._text_generator
 
     @property
     def mapped_fraction(self):
