@@ -50,8 +50,8 @@ def mean_std(values):
 
 
 def markdown_table(rows, columns=None):
-    """Rows (dicts) as a markdown table; columns default to the first row's keys."""
-    columns = columns or list(rows[0])
+    """Rows (dicts) as a markdown table; columns default to the keys of all rows."""
+    columns = columns or list(dict.fromkeys(k for row in rows for k in row))  # every row's keys, in order
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         cells = []
