@@ -21,14 +21,33 @@ the break it mends:
   ``(row, col) -> value`` entries, what RecBole passes), and only when one of
   those models is looked up (:func:`prepare_recbole_model`): importing this
   package patches nothing.
+* ``silence_recbole_future_warnings`` -- RecBole's dataset code uses pandas idioms
+  that pandas 2.2 deprecates (chained ``inplace`` assignment, ...), and its trainer
+  builds ``torch.cuda.amp.GradScaler``; every run prints a wall of ``FutureWarning`` s
+  about RecBole's own code that a user cannot act on.  Filters that match only
+  ``FutureWarning`` s attributed to ``recbole.data`` and the GradScaler one from
+  ``recbole.trainer`` are installed when a :class:`~recbole_llm.config.Config` is built
+  (and for every test); warnings from anywhere else, this package included, still show.
 """
 import contextlib
 import enum
 import importlib
+import warnings
 
 import torch
 
 CHECKPOINT_FORMAT = "recbole_llm/1"
+
+RECBOLE_FUTURE_WARNINGS = (  # (message regex, module regex) of the FutureWarnings RecBole's own code raises
+    ("", r"recbole\.data\."),                                  # pandas deprecations in RecBole's dataset code
+    (r"`torch\.cuda\.amp\.GradScaler", r"recbole\.trainer\."),  # RecBole's Trainer.__init__
+)
+
+
+def silence_recbole_future_warnings():
+    """Ignore the FutureWarnings RecBole 1.2.1's own code raises (see the module docstring); nothing else."""
+    for message, module in RECBOLE_FUTURE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning, module=module)
 
 
 def set_anomaly_detection(enabled):

@@ -26,6 +26,7 @@ import warnings
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_llm.compat import silence_recbole_future_warnings
 from recbole_llm.registry import PLUGIN_MODELS, get_model
 
 
@@ -72,6 +73,7 @@ class Config(RecBoleConfig):
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None,
                  command_line=True):
+        silence_recbole_future_warnings()
         self._read_command_line = command_line
         self._model_arg = model if isinstance(model, str) or model is None else model.__name__
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list,

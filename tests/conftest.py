@@ -15,6 +15,9 @@ def _llm_cache_of_the_session(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _in_tmp_dir(tmp_path, monkeypatch):
+    from recbole_llm.compat import silence_recbole_future_warnings
+
+    silence_recbole_future_warnings()  # pytest resets warning filters for every test
     monkeypatch.chdir(tmp_path)
     # RecBole reads --key=value from sys.argv: keep pytest's own flags out of configs.
     monkeypatch.setattr("sys.argv", ["pytest"])

@@ -103,3 +103,24 @@ def test_import_is_cheap_and_changes_nothing():
             "a = hasattr(sp.dok_matrix, '_update')\nget_model('LightGCN')\nprint(a, hasattr(sp.dok_matrix, '_update'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False True"
+
+
+def test_recbole_future_warnings_are_silenced_and_only_those():
+    import warnings
+
+    from recbole_llm.compat import silence_recbole_future_warnings
+
+    def warn_from(module, message, category=FutureWarning):
+        exec(compile(f"import warnings\nwarnings.warn({message!r}, {category.__name__})", module, "exec"),
+             {"__name__": module, "FutureWarning": FutureWarning, "DeprecationWarning": DeprecationWarning})
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_recbole_future_warnings()
+        warn_from("recbole.data.dataset.dataset", "A value is trying to be set on a copy")
+        warn_from("recbole.trainer.trainer", "`torch.cuda.amp.GradScaler(args...)` is deprecated")
+        warn_from("recbole.trainer.trainer", "something else is deprecated")  # not RecBole's known one
+        warn_from("recbole.data.dataset.dataset", "a real problem", DeprecationWarning)  # other category
+        warn_from("recbole_llm.quick_start", "our own deprecation")  # this package's warnings still show
+    assert sorted(str(w.message) for w in caught) == ["a real problem", "our own deprecation",
+                                                      "something else is deprecated"]
