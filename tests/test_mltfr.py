@@ -122,6 +122,30 @@ def test_no_gumbel_noise_at_evaluation(n_tokens):
 
 
 @pytest.mark.parametrize("n_tokens", [10, 40])
+def test_routing_scale_switch(n_tokens):
+    """paper: eq. 4 as written (no parameter); learnable: the cosines times a trained scale."""
+    from recbole_llm.model.mltfr.layers import routing_logits, scaled_routing_logits, user_interest
+
+    E, mask, _ = _inputs()
+    W_voc = torch.randn(n_tokens, 12)
+    paper = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4)
+    assert paper.log_routing_scale is None
+    torch.manual_seed(0)
+    scaled = TokenFilterExpert(8, 12, num_tokens=6, n_heads=4, routing_scale="learnable", routing_scale_init=8.0)
+    assert float(scaled.log_routing_scale.detach().exp()) == pytest.approx(8.0)
+    interest = torch.nn.functional.normalize(user_interest(E, mask), dim=-1)
+    cosines = routing_logits(interest, W_voc, [scaled.W_align, paper.W_align])
+    out = scaled_routing_logits(cosines, [scaled, paper])
+    torch.testing.assert_close(out[0], 8.0 * cosines[0])
+    torch.testing.assert_close(out[1], cosines[1])  # an expert without the switch keeps eq. 4
+    assert cosines.abs().max() <= 1.0 + 1e-6
+    _knowledge(torch.ones(3, 5, 1), [scaled], E, mask, W_voc).pow(2).sum().backward()
+    assert scaled.log_routing_scale.grad is not None and scaled.log_routing_scale.grad != 0  # it is trained
+    scaled.eval()  # a larger scale with no noise selects the same tokens as eq. 3's clean Top-K
+    assert torch.equal(filter_tokens([scaled], E, mask, W_voc)[0][0], _clean_selection(scaled, E, mask, W_voc)[0])
+
+
+@pytest.mark.parametrize("n_tokens", [10, 40])
 def test_frozen_router_takes_the_clean_top_k_without_a_selection_gradient(n_tokens):
     """The consensus expert's frozen router (Round 2): clean Top-K in training too, b = 1 without a
     gradient; E still gets its gradient through the queries. MLTFR's path (with its projection

@@ -13,6 +13,8 @@ True at real items (padding False), W_voc is an LLM's (pooled) token-embedding
 table (N x d_llm).  Every expert's knowledge matrix W_expert (B x L x d_emb) is zero
 at padding positions.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -85,12 +87,20 @@ class TokenFilterExpert(nn.Module):
     against the backbone's hidden size is checked here, where that size is known.
     """
 
-    def __init__(self, d_emb, d_llm, num_tokens, n_heads=4, tau=1.0, token_filter="user"):
+    def __init__(self, d_emb, d_llm, num_tokens, n_heads=4, tau=1.0, token_filter="user",
+                 routing_scale="paper", routing_scale_init=10.0):
         super().__init__()
         if d_emb % n_heads:
             raise ConfigError("expert_heads", n_heads, f"a divisor of the backbone's hidden size {d_emb}")
         self.d_llm, self.num_tokens, self.n_heads = d_llm, num_tokens, n_heads
         self.tau, self.token_filter = tau, token_filter
+        # Eq. 3's scores are cosines in [-1, 1] while eq. 4's Gumbel noise has std 1.28, so in
+        # training the Top-K is close to a random draw.  routing_scale: learnable multiplies the
+        # cosines by s = exp(log_s) (a learnable inverse temperature, started at
+        # routing_scale_init) so that scores and noise can become commensurate; "paper" is eq. 4
+        # as written (no parameter).
+        self.log_routing_scale = (nn.Parameter(torch.tensor(math.log(routing_scale_init)))
+                                  if routing_scale == "learnable" else None)
         self.W_align = nn.Linear(d_llm, d_emb)      # eq. 2 (weight^T = W_align, bias = b_align)
         self.W_q = nn.Linear(d_emb, d_emb)          # eq. 9
         self.W_k = nn.Linear(d_llm, d_emb)
@@ -237,6 +247,15 @@ def routing_logits(interest, W_voc, align_layers, cache=None):
     return interest @ F.normalize(voc_align, dim=-1).transpose(1, 2)
 
 
+def scaled_routing_logits(logits, experts):
+    """Eq. 3's cosines (n x B x N) times each expert's learnable routing scale, where it has one."""
+    scales = [e.log_routing_scale for e in experts]
+    if all(s is None for s in scales):
+        return logits  # eq. 4 as written
+    log_s = torch.stack([s if s is not None else logits.new_zeros(()) for s in scales])
+    return logits * log_s.exp().view(-1, 1, 1)
+
+
 def filter_tokens(experts, E, mask, W_voc, cache=None):
     """Token filtering (§2.1.1) for ``experts`` that read the same W_voc (N x d_llm): the indices
     I_topK of the K selected tokens (n x B x K) and their straight-through weights b_st
@@ -259,6 +278,7 @@ def filter_tokens(experts, E, mask, W_voc, cache=None):
         interest = F.normalize(user_interest(E, mask), dim=-1)                    # eq. 1
         for group in groups:
             logits = routing_logits(interest, W_voc, [e.W_align for e in group], cache)  # eq. 2-3
+            logits = scaled_routing_logits(logits, group)
             picks.append(straight_through_top_k(logits, K, first.tau, noisy=first.training) if trainable
                          else fixed_top_k(logits, K))                                  # eq. 4-6
     index = torch.cat([p[0] for p in picks])

@@ -92,6 +92,9 @@ class MLTFR(SequentialRecommender):
         vocab_index = self._load_vocabularies(config, list(config["llm_experts"]))
         expert_kwargs = dict(num_tokens=config["num_tokens"], n_heads=config["expert_heads"],
                              tau=float(config["gumbel_tau"]), token_filter=config["token_filter"])
+        if self.expert_mode == "filter":
+            expert_kwargs.update(routing_scale=config["routing_scale"],
+                                 routing_scale_init=float(config["routing_scale_init"]))
         self.expert_vocab = vocab_index
         self.experts = nn.ModuleList(
             build_expert(self.expert_mode, d_emb, self._vocab(v).shape[1], **expert_kwargs)

@@ -11,6 +11,7 @@ from recbole_llm.validation import Rule, boolean, integer, number, one_of
 TOKEN_FILTERS = ("user", "random", "all")   # §2.1.1; random and all are ablations
 EXPERT_MODES = ("filter", "te", "re")       # the paper's experts; LLM-TE / LLM-RE of Fig. 1
 MLTFR_LOSSES = ("backbone", "bce")          # the backbone's own loss, or eq. 16
+ROUTING_SCALES = ("paper", "learnable")     # eq. 4 as written, or a learnable scale on the cosine logits
 
 MLTFR_RULES = {
     "llm_experts": Rule("a non-empty list of LLM names or directories, one per expert",
@@ -19,6 +20,8 @@ MLTFR_RULES = {
     "token_pool": integer(low=0, optional=True),          # 0 or ~ keeps the whole vocabulary
     "num_tokens": integer(low=1),                          # K, eq. 5
     "gumbel_tau": number(low=0.3, high=1.0),               # tau, eq. 4 (§2.1.1: tau in [0.3, 1])
+    "routing_scale": one_of(ROUTING_SCALES),
+    "routing_scale_init": number(low=0, low_open=True),    # the learnable scale's start
     "token_filter": one_of(TOKEN_FILTERS),
     "expert_mode": one_of(EXPERT_MODES),
     "expert_heads": integer(low=1),                        # h, eq. 8
