@@ -379,6 +379,30 @@ def test_fisher_weights_positive_and_consensus_frozen_in_round_2(mltfr_config):
     assert (fisher_importance(model, batches, list(model.experts)) > 0).all() and model.training
 
 
+def test_round_2_starts_a_fresh_optimizer_over_what_algorithm_1_updates(mltfr_config, monkeypatch):
+    from recbole_llm.model.mltfr.trainer import MLTFRTrainer
+    from recbole_llm.utils import get_trainer
+
+    config, model, train, valid = build(dict(mltfr_config, epochs=1, round1_epochs=1))
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    assert isinstance(trainer, MLTFRTrainer)
+    seen = []
+    real = MLTFRTrainer._train_epoch
+
+    def spy(self, *args, **kwargs):
+        params = {id(p) for group in self.optimizer.param_groups for p in group["params"]}
+        seen.append((self.optimizer, len(self.optimizer.state), params))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MLTFRTrainer, "_train_epoch", spy)
+    trainer.fit(train, valid, saved=True, show_progress=False, verbose=False)
+    (opt1, state1, params1), (opt2, state2, params2) = seen
+    sc = {id(p) for p in model.sc_expert.parameters()}
+    assert opt2 is not opt1 and state2 == 0  # a fresh optimiser, no Round-1 moments
+    assert sc <= params1 and not sc & params2  # θ_SC is not updated in Round 2 (line 25)
+    assert {id(p) for p in model.parameters() if p.requires_grad} == params2
+
+
 @pytest.mark.parametrize("two_vocabularies", [False, True])
 def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
     """Round 2's augmentation (batched experts + frozen consensus expert) is eq. 15,

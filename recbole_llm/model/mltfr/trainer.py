@@ -7,6 +7,15 @@ semantic-consensus expert, writes a ``*-round1.pth`` checkpoint, then runs Round
 (``epochs``) with W_output = W_base + alpha * W_SC.  With ``use_sc: False`` (the
 paper's "w/o SC" ablation) it is RecBole's single-round ``Trainer.fit``.
 Early stopping applies within each round.
+
+Round 2's optimiser: a fresh one (RecBole's ``learner``, ``learning_rate``,
+``weight_decay``) over exactly the parameters Algorithm 1's line 25 updates -- θ_S,
+the experts θ_Em and the gate θ_G, not the frozen θ_SC.  Algorithm 1 initialises
+nothing between the rounds, but Round 2 starts from the reloaded best (converged)
+Round-1 weights, and Round 1's Adam moments belong to its last epoch, which early
+stopping leaves up to ``stopping_step`` epochs past that point; a fresh state matches
+the weights it steps.  A test checks the state is empty and θ_SC absent when Round 2
+begins.
 """
 import itertools
 import os
@@ -37,6 +46,7 @@ class MLTFRTrainer(Trainer):
             self._save_checkpoint(self.epochs - 1, verbose=verbose,
                                   saved_model_file=self.round1_model_file)
         self.logger.info(f"MLTFR round 2: {round2_epochs} epochs with the frozen consensus expert")
+        self.optimizer = self._build_optimizer(params=[p for p in self.model.parameters() if p.requires_grad])
         self.epochs, self.start_epoch, self.cur_step = round2_epochs, 0, 0
         self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
         self.best_valid_result = None
