@@ -92,6 +92,33 @@ def test_shipped_minilm_and_pool(tmp_path):
     assert te.token_pool(emb, 0).numel() == 30522
 
 
+def test_farthest_point_pool_is_deterministic_and_covers_the_table(tmp_path):
+    emb = te.load_token_embeddings("minilm", cache_dir=tmp_path)
+    words = te.word_tokens(emb)
+    far = te.token_pool(emb, 256, mode="farthest")
+    assert torch.equal(far, te.token_pool(emb, 256, mode="farthest"))  # deterministic
+    assert len(set(far.tolist())) == 256 and set(far.tolist()) <= set(words.tolist())  # whole words only
+    first = te.token_pool(emb, 256)
+    x = torch.nn.functional.normalize(emb.matrix[words], dim=-1)
+
+    def worst_cover(pool):  # the least covered word's best cosine to the pool
+        return float((x @ torch.nn.functional.normalize(emb.matrix[pool], dim=-1).T).max(1).values.min())
+
+    assert worst_cover(far) > worst_cover(first) + 0.05
+    function_words = {"the", "of", "and", "in", "to", "was", "he", "is"}
+    assert function_words <= {emb.tokens[i] for i in first}
+    assert len(function_words & {emb.tokens[i] for i in far}) <= 2
+    with pytest.raises(ValueError, match="token pool mode must be one of"):
+        te.token_pool(emb, 8, mode="kmeans++")
+
+
+def test_farthest_point_pool_by_hand():
+    table = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
+    pool = te.farthest_point_pool(table, torch.arange(5), 3)
+    # mean direction ~ (0.32, 0.36): nearest is row 4; then the farthest from it, row 3; then row 1 or 0
+    assert pool[:2].tolist() == [4, 3] and pool[2].item() in (0, 1)
+
+
 def test_cache_is_reused_and_keyed_by_file(tmp_path, monkeypatch):
     d = tmp_path / "bert"
     d.mkdir()

@@ -254,15 +254,9 @@ def word_scheme(tokens):
     return "byte_bpe" if bpe > spm else "sentencepiece"
 
 
-def token_pool(embeddings, size, min_length=2):
-    """Row indices of up to ``size`` candidate tokens: whole words, alphabetic, not special.
-
-    Keeps vocabulary order (BPE/SentencePiece ids follow merge frequency).  ``size``
-    of 0 or None keeps every row.
-    """
+def word_tokens(embeddings, min_length=2):
+    """Row indices of whole-word, ASCII-alphabetic, non-special tokens (no sub-word pieces), in vocabulary order."""
     tokens = embeddings.tokens
-    if not size:
-        return torch.arange(len(tokens))
     scheme = word_scheme(tokens)
     keep = []
     for idx, token in enumerate(tokens):
@@ -271,6 +265,44 @@ def token_pool(embeddings, size, min_length=2):
         word = _word_of(token, scheme)
         if word and len(word) >= min_length and word.isascii() and word.isalpha():
             keep.append(idx)
-            if len(keep) == size:
-                break
     return torch.tensor(keep, dtype=torch.long)
+
+
+def farthest_point_pool(matrix, candidates, size):
+    """``size`` rows of ``candidates`` spread over the table's directions (farthest-point sampling).
+
+    Cosine geometry: start at the candidate nearest the candidates' mean direction, then
+    repeatedly add the candidate whose highest cosine to the chosen set is lowest.
+    Deterministic (ties to the lower row); O(size x candidates x d).
+    """
+    x = torch.nn.functional.normalize(matrix[candidates].float(), dim=-1)
+    size = min(int(size), x.shape[0])
+    first = int(torch.argmax(x @ torch.nn.functional.normalize(x.mean(0), dim=0)))
+    chosen = [first]
+    nearest = x @ x[first]  # each candidate's highest cosine to the chosen set
+    for _ in range(size - 1):
+        nxt = int(torch.argmin(nearest))
+        chosen.append(nxt)
+        torch.maximum(nearest, x @ x[nxt], out=nearest)
+    return candidates[torch.tensor(chosen, dtype=torch.long)]
+
+
+TOKEN_POOL_MODES = ("first", "farthest")
+
+
+def token_pool(embeddings, size, min_length=2, mode="first"):
+    """Row indices of up to ``size`` candidate tokens: whole words, alphabetic, not special.
+
+    ``mode``: ``first`` keeps vocabulary order (BPE/SentencePiece ids follow merge
+    frequency, so these are mostly function words: "the, of, and, in, ..."); ``farthest``
+    covers the table's semantic space (:func:`farthest_point_pool` over all whole-word
+    tokens, from the table alone).  ``size`` of 0 or None keeps every row.
+    """
+    if not size:
+        return torch.arange(len(embeddings.tokens))
+    if mode not in TOKEN_POOL_MODES:
+        raise ValueError(f"token pool mode must be one of {TOKEN_POOL_MODES}, got {mode!r}")
+    words = word_tokens(embeddings, min_length)
+    if mode == "first":
+        return words[:size]
+    return farthest_point_pool(embeddings.matrix, words, size)

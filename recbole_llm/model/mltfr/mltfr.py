@@ -124,7 +124,7 @@ class MLTFR(SequentialRecommender):
         for spec in specs:
             if str(spec) not in distinct:
                 emb = load_token_embeddings(spec, cache_dir=config["llm_cache_dir"])
-                rows = token_pool(emb, pool)
+                rows = token_pool(emb, pool, mode=config["token_pool_mode"])
                 matrix = emb.matrix[rows]
                 if config["token_filter"] != "all" and k > matrix.shape[0]:
                     raise ValueError(f"MLTFR: num_tokens K={k} exceeds the {matrix.shape[0]} pooled tokens "

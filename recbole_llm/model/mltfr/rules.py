@@ -6,6 +6,7 @@ again.  Checks that need the data or the built backbone stay where that is known
 pooled tokens of each LLM (``MLTFR._load_vocabularies``), the head count against the backbone's
 hidden size (``TokenFilterExpert``), the backbone itself (``build_backbone``).
 """
+from recbole_llm.llm.token_embeddings import TOKEN_POOL_MODES
 from recbole_llm.validation import Rule, boolean, integer, number, one_of
 
 TOKEN_FILTERS = ("user", "random", "all")   # §2.1.1; random and all are ablations
@@ -18,6 +19,7 @@ MLTFR_RULES = {
                         lambda v: isinstance(v, (list, tuple)) and len(v) > 0
                         and all(isinstance(s, str) and s for s in v)),
     "token_pool": integer(low=0, optional=True),          # 0 or ~ keeps the whole vocabulary
+    "token_pool_mode": one_of(TOKEN_POOL_MODES),           # first (vocabulary order) | farthest (semantic cover)
     "num_tokens": integer(low=1),                          # K, eq. 5
     "gumbel_tau": number(low=0.3, high=1.0),               # tau, eq. 4 (§2.1.1: tau in [0.3, 1])
     "routing_scale": one_of(ROUTING_SCALES),
