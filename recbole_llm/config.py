@@ -22,12 +22,14 @@ Conveniences over RecBole:
 """
 import os
 import warnings
+from glob import escape, glob
 
 import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_llm.compat import silence_recbole_future_warnings
 from recbole_llm.registry import PLUGIN_MODELS, get_model
+from recbole_llm.validation import ConfigError, integer, number
 
 
 def _properties_dir():
@@ -122,3 +124,61 @@ class Config(RecBoleConfig):
                 and "train_neg_sample_args" not in self.external_config_dict):
             self.final_config_dict["train_neg_sample_args"] = None
         super()._set_default_parameters()
+
+
+# ---- checks of a user's config that need no data and no method: run before the dataset is
+# loaded (the command line calls check_config_files before RecBole reads the files;
+# recbole_llm.checks.check_config_before_data runs these with the method's own checks).
+
+def check_config_files(file_list):
+    """Each of ``file_list`` is a readable yaml file of ``key: value`` pairs, else a
+    :class:`~recbole_llm.validation.ConfigError` naming ``config_files`` (RecBole would
+    raise a bare ``FileNotFoundError`` or a multi-line yaml error)."""
+    for path in file_list or ():
+        if not os.path.isfile(path):
+            raise ConfigError("config_files", path, "existing yaml files",
+                              f"no such file; the working directory is {os.getcwd()}")
+        try:
+            with open(path, encoding="utf-8") as f:
+                content = yaml.safe_load(f)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise ConfigError("config_files", path, "valid yaml",
+                              where + str(getattr(err, "problem", None) or err).splitlines()[0]) from None
+        except UnicodeDecodeError:
+            raise ConfigError("config_files", path, "valid yaml", "not UTF-8 text") from None
+        if not isinstance(content, dict):
+            raise ConfigError("config_files", path, "yaml files of key: value pairs",
+                              "it is empty" if content is None else f"it holds a {type(content).__name__}")
+
+
+def check_dataset_files(config):
+    """The atomic ``.inter`` file(s) of ``config['dataset']`` exist under ``data_path`` (or a saved
+    dataset that RecBole would load instead does); else a ConfigError naming the folder.
+
+    RecBole would otherwise try to download a dataset it knows by name (and fail offline)."""
+    name, folder = config["dataset"], config["data_path"]
+    saved = config["dataset_save_path"]
+    if (saved and os.path.isfile(saved)) or glob(os.path.join(escape(config["checkpoint_dir"] or ""),
+                                                              f"{escape(name)}-*Dataset.pth")):
+        return
+    suffixes = config["benchmark_filename"]
+    files = [f"{name}.{suffix}.inter" for suffix in suffixes] if suffixes else [f"{name}.inter"]
+    for file in files:
+        if not os.path.isfile(os.path.join(folder, file)):
+            raise ConfigError("dataset", name, "a dataset whose atomic files are in data_path/<dataset>",
+                              f"no {file} in {os.path.abspath(folder)}; recbole_llm downloads no dataset: "
+                              "put the files there or set data_path")
+
+
+# RecBole's own keys that every model reads and RecBole does not check before training
+# (a bad value fails deep in its trainer); RecBole's Config checks e.g. topk itself.
+RECBOLE_RULES = {
+    "epochs": integer(low=0),
+    "train_batch_size": integer(low=1),
+    "eval_batch_size": integer(low=1),
+    "learning_rate": number(low=0, low_open=True),
+    "weight_decay": number(low=0, optional=True),
+    "stopping_step": integer(low=0),
+}

@@ -13,6 +13,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_llm import __version__
 from recbole_llm.compat import CHECKPOINT_FORMAT, config_to_primitives, load_checkpoint, set_anomaly_detection
+from recbole_llm.checks import check_config_before_data
 from recbole_llm.config import Config
 from recbole_llm.federated.individual import IndividualModels
 from recbole_llm.history_exclusion import exclude_history
@@ -52,6 +53,7 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
     """
     config = Config(model=model, dataset=dataset,
                     config_file_list=config_file_list, config_dict=config_dict)
+    check_config_before_data(config)  # every check that needs no data, before the dataset loads
     _, train_data, valid_data, test_data = prepare(config)
     logger = getLogger()
     logger.info(sys.argv)
@@ -106,3 +108,51 @@ def load_data_and_model(model_file):
 
 
 __all__ = ["run_recbole_llm", "load_data_and_model", "config_to_primitives"]
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True, command_line=False):
+    """One trial of RecBole's ``HyperTuning``: train and test the model that the config names.
+
+    ``HyperTuning`` calls ``objective_function(config_dict, fixed_config_file_list)``;
+    ``config_dict`` (the sampled parameters, plus ``model`` and ``dataset`` unless a
+    config file names them) and ``config_file_list`` build this package's
+    :class:`~recbole_llm.config.Config`, so any RecBole model and every model of this
+    package works, each with its own trainer's ``fit`` and ``evaluate`` (rounds of the
+    federated models, MLTFR's two rounds, L3Rec's local models, POD) as in
+    :func:`run_recbole_llm`.  The command line is ignored unless ``command_line=True``
+    (``run_hyper.py`` turns its extra ``--key=value`` arguments into ``config_dict``
+    entries itself, below the sampled parameters).
+
+    Returns RecBole's contract: ``best_valid_score``, ``valid_score_bigger``,
+    ``best_valid_result``, ``test_result``, plus ``model`` (RecBole 1.2.1's
+    ``HyperTuning.trial`` reads it).
+    """
+    from logging import FileHandler
+
+    logger = getLogger()
+    for handler in logger.handlers[:]:  # init_logger adds nothing while the root logger has handlers:
+        logger.removeHandler(handler)   # drop the last trial's (as RecBole does): this one logs to its own file
+        if isinstance(handler, FileHandler):
+            handler.close()
+    config = Config(config_dict=config_dict, config_file_list=config_file_list,
+                    command_line=command_line)
+    check_config_before_data(config)
+    _, train_data, valid_data, test_data = prepare(config)
+    model = build_model(config, train_data)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, verbose=False, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(
+        test_data, load_best_model=saved, show_progress=config["show_progress"]
+    )
+    return {
+        "model": config["model"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+    }
+
+
+__all__ += ["objective_function"]

@@ -8,6 +8,7 @@ exports (or that of the nearest base class that has one).  Every trainer returne
 here writes checkpoints that torch>=2.6 reloads safely
 (:class:`recbole_llm.compat.SafeCheckpointMixin`).
 """
+import difflib
 import importlib
 import inspect
 import pkgutil
@@ -18,6 +19,7 @@ from torch import nn
 
 from recbole_llm.compat import (import_recbole_models, prepare_recbole_model, preserved_anomaly_mode,
                                 with_safe_checkpoints)
+from recbole_llm.validation import ConfigError
 
 # name -> the method package that exports it (and its <name>Trainer, if any)
 PLUGIN_MODELS = {
@@ -129,17 +131,10 @@ def get_trainer(model_type, model_name):
     return with_safe_checkpoints(trainer)
 
 
-def build_sequential_backbone(config, dataset, wrapper, refused=None, forward_params=None):
-    """The RecBole sequential model that ``config['backbone']`` names, built on ``dataset``.
-
-    The one place where a wrapper model (MLTFR, the federated LUMOS/FedSeq/ConFedSRS)
-    turns its ``backbone`` key into a backbone instance.  Every check raises one
-    ``ValueError`` naming the wrapper and the backbone, before any training:
-    no name; a name in ``refused`` (``{name: reason}``); an unknown model; a model
-    that is not sequential or is a ``wrapper`` itself (it would wrap itself without
-    end); a ``forward`` whose leading parameters differ from ``forward_params``; no
-    ``nn.Embedding`` ``item_embedding`` table.
-    """
+def sequential_backbone_class(config, wrapper, refused=None, forward_params=None):
+    """The class of ``config['backbone']``, with every check of :func:`build_sequential_backbone`
+    that needs no data (all but the ``item_embedding`` table): it also runs before the dataset
+    is loaded (:func:`recbole_llm.checks.check_config_before_data`)."""
     label, name = wrapper.__name__, config["backbone"]
     if not isinstance(name, str) or not name:
         raise ValueError(f"{label} needs a backbone sequential model: set config 'backbone' (e.g. SASRec)")
@@ -157,8 +152,57 @@ def build_sequential_backbone(config, dataset, wrapper, refused=None, forward_pa
         if params != list(forward_params):
             raise ValueError(f"{label} cannot wrap backbone '{name}': it needs forward"
                              f"({', '.join(forward_params)}), '{name}' has forward({', '.join(params)})")
-    backbone = backbone_class(config, dataset)
+    return backbone_class
+
+
+def build_sequential_backbone(config, dataset, wrapper, refused=None, forward_params=None):
+    """The RecBole sequential model that ``config['backbone']`` names, built on ``dataset``.
+
+    The one place where a wrapper model (MLTFR, the federated LUMOS/FedSeq/ConFedSRS)
+    turns its ``backbone`` key into a backbone instance.  Every check raises one
+    ``ValueError`` naming the wrapper and the backbone, before any training:
+    no name; a name in ``refused`` (``{name: reason}``); an unknown model; a model
+    that is not sequential or is a ``wrapper`` itself (it would wrap itself without
+    end); a ``forward`` whose leading parameters differ from ``forward_params``; no
+    ``nn.Embedding`` ``item_embedding`` table.
+    """
+    label, name = wrapper.__name__, config["backbone"]
+    backbone = sequential_backbone_class(config, wrapper, refused, forward_params)(config, dataset)
     if not isinstance(getattr(backbone, "item_embedding", None), nn.Embedding):
         raise ValueError(f"{label} cannot wrap backbone '{name}': it has no nn.Embedding "
                          "'item_embedding' table (the input lookup it augments, the table it scores with).")
     return backbone
+
+
+# ---- model names a user typed, checked before any data is loaded (recbole_llm.config) ----
+
+class UnknownNameError(ConfigError):
+    """Config key ``key`` names a model that neither this package nor RecBole has.
+
+    One line: ``Unknown model 'X': <key> must be <allowed>[; did you mean 'Y'?]``.
+    """
+
+    def __init__(self, key, name, allowed):
+        self.key, self.value, self.allowed = key, name, allowed
+        ValueError.__init__(self, f"Unknown model {name!r}: {key} must be {allowed}{_did_you_mean(name)}")
+
+
+def _did_you_mean(name):
+    names = plugin_model_names() + recbole_model_names()
+    same_but_case = [n for n in names if n.lower() == str(name).lower()]
+    close = same_but_case or difflib.get_close_matches(str(name), names, n=3)
+    return f"; did you mean {' or '.join(repr(n) for n in close[:3])}?" if close else ""
+
+
+def check_model_name(name, key="model", allowed=None):
+    """The class of the model ``name`` that config key ``key`` gives, or :class:`UnknownNameError`."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(key, name, "a model name (str)")
+    try:
+        return get_model(name)
+    except ValueError:
+        pass
+    if allowed is None:
+        allowed = (f"a model of recbole_llm ({', '.join(plugin_model_names())}) or one of RecBole's "
+                   f"{len(recbole_model_names())} (e.g. SASRec, GRU4Rec, BPR); names are case-sensitive")
+    raise UnknownNameError(key, name, allowed)
