@@ -403,6 +403,23 @@ def test_round_2_starts_a_fresh_optimizer_over_what_algorithm_1_updates(mltfr_co
     assert {id(p) for p in model.parameters() if p.requires_grad} == params2
 
 
+def test_experts_of_different_llm_dimensions(mltfr_config):
+    """Distinct LLMs (MiniLM d=384, WordLlama d=256, MiniLM again): every expert trains, the
+    consensus fuses the largest group of one architecture and d_llm (§4.1.1), here the two MiniLMs."""
+    pytest.importorskip("wordllama", reason="wordllama: pip install wordllama==0.3.3.post0")
+    config, model, train, _ = build(dict(mltfr_config, llm_experts=["minilm", "wordllama", "minilm"]))
+    assert [e.d_llm for e in model.experts] == [384, 256, 384]
+    batch = first_batch(train).to(model.device)
+    model.calculate_loss(batch).backward()
+    for expert in model.experts:
+        assert expert.W_align.weight.grad.abs().sum() > 0 and expert.W_k.weight.grad.abs().sum() > 0
+    weights = model.build_semantic_consensus([batch])
+    assert model.sc_expert.d_llm == 384 and weights.shape == (2,)  # the two MiniLM experts
+    model.eval()
+    scores = model.full_sort_predict(batch)
+    assert torch.isfinite(scores).all()
+
+
 @pytest.mark.parametrize("two_vocabularies", [False, True])
 def test_round_2_augmentation_is_eq_15(mltfr_config, two_vocabularies):
     """Round 2's augmentation (batched experts + frozen consensus expert) is eq. 15,
