@@ -3,6 +3,12 @@
 ``--config_files="a.yaml b.yaml"`` adds yaml files; any other ``--key=value``
 overrides a config key, exactly as RecBole's ``run_recbole.py`` does.
 
+RecBole's distributed options train one model in several processes (its
+``run_recboles`` path): ``--nproc=N`` processes on this machine, ``--world_size``
+processes in all (several machines), meeting at ``--ip``/``--port``, this machine's
+ranks starting at ``--group_offset``.  Config key ``dist_backend`` (default ``auto``:
+nccl on GPUs, gloo on CPUs) picks the process-group backend.
+
 A bad input (a key's value, an unknown model or dataset, a missing or malformed
 file, switches that exclude each other) ends the run with one line
 ``error: <what is wrong>`` on stderr and exit status 2; the checks that need no
@@ -62,7 +68,9 @@ def _run(args):
     check_model_name(args.model)
     files = args.config_files.split() if args.config_files else None
     check_config_files(files)
-    return run_recbole_llm(model=args.model, dataset=args.dataset, config_file_list=files)
+    return run_recbole_llm(model=args.model, dataset=args.dataset, config_file_list=files,
+                           nproc=args.nproc, world_size=args.world_size, ip=args.ip, port=args.port,
+                           group_offset=args.group_offset)
 
 
 def main(argv=None):
@@ -79,6 +87,11 @@ def main(argv=None):
     parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
     parser.add_argument("--config_files", type=str, default=None,
                         help="space-separated yaml config files")
+    parser.add_argument("--nproc", type=int, default=1, help="the number of processes on this machine")
+    parser.add_argument("--ip", type=str, default="localhost", help="the ip of the master node")
+    parser.add_argument("--port", type=str, default="5678", help="the port of the master node")
+    parser.add_argument("--world_size", type=int, default=-1, help="total number of processes (all machines)")
+    parser.add_argument("--group_offset", type=int, default=0, help="the global rank offset of this machine")
     parser.add_argument(DEBUG_FLAG, action="store_true",
                         help="show the traceback of a configuration error")
     saved_argv = sys.argv

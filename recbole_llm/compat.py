@@ -28,13 +28,31 @@ the break it mends:
   ``FutureWarning`` s attributed to ``recbole.data`` and the GradScaler one from
   ``recbole.trainer`` are installed when a :class:`~recbole_llm.config.Config` is built
   (and for every test); warnings from anywhere else, this package included, still show.
+* ``init_distributed_device`` -- RecBole's distributed run (``--nproc``, ``run_recboles``)
+  is CUDA-only: ``Config._init_device`` calls ``init_process_group(backend="nccl")``,
+  asserts one ``gpu_id`` per process and puts rank r on ``cuda:r``, and its ``Trainer``
+  wraps the model in ``DistributedDataParallel(model, device_ids=[r])``, which DDP
+  refuses for a CPU module; so it cannot even be tried without a GPU.  Config key
+  ``dist_backend`` (``auto``: ``nccl`` when CUDA is available and ``gpu_id`` is not
+  empty, else ``gloo``) picks the backend: ``nccl`` is RecBole's own path, untouched;
+  ``gloo`` runs each rank on the CPU and builds the DDP wrapper without ``device_ids``
+  (:func:`ddp_on_module_device`, which also leaves sparse buffers such as POD's item trie
+  out of DDP's broadcast, which refuses them on any backend).  In any distributed run the
+  ranks also agree on the checkpoint: RecBole names it by each rank's clock and lets rank 1
+  read it while rank 0 may still be writing it, so :class:`SafeCheckpointMixin` takes rank
+  0's file name and waits at a barrier after rank 0 writes.
 """
 import contextlib
 import enum
 import importlib
+import os
 import warnings
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from recbole_llm.validation import ConfigError
 
 CHECKPOINT_FORMAT = "recbole_llm/1"
 
@@ -169,9 +187,22 @@ class SafeCheckpointMixin:
     work unchanged on torch>=2.6.
     """
 
+    def __init__(self, config, model, *args, **kwargs):
+        super().__init__(config, model, *args, **kwargs)
+        if _distributed(config):  # one file for all ranks: RecBole names it by each rank's clock
+            name = [self.saved_model_file]
+            dist.broadcast_object_list(name, src=0)
+            self.saved_model_file = name[0]
+
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if _distributed(self.config):  # every rank calls this at the same points (map-reduced scores)
+            if self.config["local_rank"] == 0:
+                self._write_checkpoint(epoch, verbose, **kwargs)
+            dist.barrier()  # no rank reads the file before rank 0 has written it
             return
+        self._write_checkpoint(epoch, verbose, **kwargs)
+
+    def _write_checkpoint(self, epoch, verbose=True, **kwargs):
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {
             "config": config_to_primitives(self.config),
@@ -188,6 +219,70 @@ class SafeCheckpointMixin:
 
 
 _SAFE_TRAINERS = {}
+
+
+# ---- distributed runs off CUDA (init_distributed_device) ------------------------------------
+
+DIST_BACKENDS = ("auto", "nccl", "gloo")
+
+
+def _distributed(config):
+    return not config["single_spec"] and dist.is_available() and dist.is_initialized()
+
+
+def dist_backend(final_config_dict):
+    """The process-group backend that config key ``dist_backend`` picks (``nccl`` or ``gloo``).
+
+    ``auto`` (the default): ``nccl`` when CUDA is available and ``gpu_id`` is not empty, else ``gloo``.
+    """
+    value = final_config_dict.get("dist_backend", "auto")
+    if value not in DIST_BACKENDS:
+        raise ConfigError("dist_backend", value, "one of " + ", ".join(DIST_BACKENDS))
+    if value != "auto":
+        return value
+    gpu_id = str(final_config_dict.get("gpu_id", ""))
+    return "nccl" if torch.cuda.is_available() and gpu_id.strip("(), ") != "" else "gloo"
+
+
+def ddp_on_module_device(module, device_ids=None, **kwargs):
+    """``DistributedDataParallel`` as RecBole builds it (``device_ids=[local_rank]``), except that a
+    module on the CPU gets no ``device_ids`` (DDP refuses them there), and that sparse buffers
+    are not synchronised (DDP cannot broadcast them; POD's item trie is one, built from the
+    whole dataset and the config's seed, hence the same on every rank)."""
+    sparse = [name for name, buffer in module.named_buffers() if buffer.is_sparse]
+    if sparse:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, sparse)
+    on_cuda = any(p.is_cuda for p in module.parameters())
+    return DistributedDataParallel(module, device_ids=device_ids if on_cuda else None, **kwargs)
+
+
+def _use_ddp_on_module_device():
+    import recbole.trainer.trainer as recbole_trainer  # the one name RecBole's Trainer builds DDP with
+
+    recbole_trainer.DistributedDataParallel = ddp_on_module_device
+
+
+def init_distributed_device(config, recbole_init_device):
+    """``Config._init_device``: RecBole's (``recbole_init_device``) unless the run is distributed
+    (``local_rank`` set) on ``gloo``; then the process group is gloo and the device the CPU."""
+    final = config.final_config_dict
+    backend = dist_backend(final)  # checked in every run, so a bad value fails before any spawn
+    if "local_rank" not in final:
+        return recbole_init_device()
+    _use_ddp_on_module_device()
+    if backend == "nccl":
+        return recbole_init_device()
+    gpu_id = final["gpu_id"]
+    final["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+    os.environ["CUDA_VISIBLE_DEVICES"] = final["gpu_id"]  # as RecBole does
+    if not dist.is_initialized():  # a sub-model's Config in the same rank reuses the group
+        dist.init_process_group(backend=backend, rank=final["local_rank"] + final["offset"],
+                                world_size=final["world_size"],
+                                init_method=f"tcp://{final['ip']}:{final['port']}")
+    final["device"] = torch.device("cpu")
+    final["single_spec"] = False
+    if final["local_rank"] != 0:
+        final["state"], final["show_progress"], final["verbose"] = "error", False, False
 
 
 def with_safe_checkpoints(trainer_class):

@@ -27,9 +27,9 @@ from glob import escape, glob
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_llm.compat import silence_recbole_future_warnings
-from recbole_llm.registry import PLUGIN_MODELS, get_model
-from recbole_llm.validation import ConfigError, integer, number
+from recbole_llm.compat import init_distributed_device, silence_recbole_future_warnings
+from recbole_llm.registry import PLUGIN_MODELS, get_config_check, get_model
+from recbole_llm.validation import ConfigError, integer, number, validate
 
 
 def _properties_dir():
@@ -119,6 +119,9 @@ class Config(RecBoleConfig):
         for path in own_yamls:
             self._update_internal_config_dict(path)
 
+    def _init_device(self):  # dist_backend: gloo on CPUs (recbole_llm.compat.init_distributed_device)
+        init_distributed_device(self, super()._init_device)
+
     def _set_default_parameters(self):
         if (self.final_config_dict.get("loss_type") == "CE"
                 and "train_neg_sample_args" not in self.external_config_dict):
@@ -128,7 +131,7 @@ class Config(RecBoleConfig):
 
 # ---- checks of a user's config that need no data and no method: run before the dataset is
 # loaded (the command line calls check_config_files before RecBole reads the files;
-# recbole_llm.checks.check_config_before_data runs these with the method's own checks).
+# check_config_before_data runs these with the method's own checks).
 
 def check_config_files(file_list):
     """Each of ``file_list`` is a readable yaml file of ``key: value`` pairs, else a
@@ -182,3 +185,20 @@ RECBOLE_RULES = {
     "weight_decay": number(low=0, optional=True),
     "stopping_step": integer(low=0),
 }
+
+
+def check_config_before_data(config):
+    """Every check of ``config`` that needs no data, before :func:`recbole_llm.quick_start.prepare`
+    loads the dataset: :data:`RECBOLE_RULES`, then the ``check_config_before_data`` that the
+    model's method package exports (its rule tables, its backbone / sub-model names, its LLM
+    paths; :func:`~recbole_llm.registry.get_config_check`), then the dataset's files.
+
+    Checks that need the dataset (MLTFR's K against an LLM's whole vocabulary,
+    ``client_fraction`` against the number of users, L3Rec's community count against the
+    users) run when the model is built.
+    """
+    validate(config, RECBOLE_RULES)
+    check = get_config_check(config["model"])
+    if check is not None:
+        check(config)
+    check_dataset_files(config)

@@ -4,20 +4,30 @@ Same pipeline and return value as ``recbole.quick_start.run_recbole``, built fro
 RecBole's own pieces (``create_dataset``, ``data_preparation``, trainers,
 evaluator) with this package's :class:`~recbole_llm.config.Config`,
 ``get_model`` / ``get_trainer`` and safe checkpoints.
+
+Distributed training is RecBole's: ``run_recbole_llm(..., nproc=2)`` spawns
+:func:`run_recbole_llms` in ``nproc`` processes (``world_size``, ``ip``, ``port`` and
+``group_offset`` for several machines), as ``recbole.quick_start.run`` spawns
+``run_recboles``, and returns rank 0's result.  Config key ``dist_backend`` picks the
+process-group backend (gloo on CPUs, :func:`recbole_llm.compat.init_distributed_device`).
 """
 import sys
+from collections.abc import MutableMapping
 from logging import getLogger
+
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_llm import __version__
 from recbole_llm.compat import CHECKPOINT_FORMAT, config_to_primitives, load_checkpoint, set_anomaly_detection
-from recbole_llm.checks import check_config_before_data
-from recbole_llm.config import Config
+from recbole_llm.config import Config, check_config_before_data, method_of
 from recbole_llm.federated.individual import IndividualModels
 from recbole_llm.history_exclusion import exclude_history
 from recbole_llm.utils import get_model, get_trainer
+from recbole_llm.validation import ConfigError
 
 
 def build_model(config, train_data):
@@ -44,13 +54,23 @@ def prepare(config):
     return dataset, train, valid, test
 
 
-def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True,
+                    nproc=1, world_size=-1, ip="localhost", port="5678", group_offset=0, queue=None):
     """Train and test ``model`` on ``dataset``, like ``recbole.quick_start.run_recbole``.
 
     Returns a dict with ``best_valid_score``, ``valid_score_bigger``,
     ``best_valid_result`` and ``test_result``.  Any RecBole model name works, as
     does every model of this package.
+
+    ``nproc > 1`` or ``world_size > 0`` trains one model with RecBole's distributed
+    data parallelism, as ``recbole.quick_start.run`` does: ``nproc`` processes on this
+    machine (ranks ``group_offset`` to ``group_offset + nproc - 1`` of ``world_size``,
+    default ``nproc``), meeting at ``tcp://ip:port``; returns rank 0's result.  In a
+    spawned rank (``config_dict`` holds ``local_rank``), ``queue`` receives rank 0's result.
     """
+    if nproc > 1 or world_size > 0:
+        return _spawn(model, dataset, config_file_list, config_dict, saved,
+                      nproc, world_size, ip, port, group_offset)
     config = Config(model=model, dataset=dataset,
                     config_file_list=config_file_list, config_dict=config_dict)
     check_config_before_data(config)  # every check that needs no data, before the dataset loads
@@ -72,13 +92,56 @@ def run_recbole_llm(model=None, dataset=None, config_file_list=None, config_dict
                 + get_environment(config).draw())
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
-    return {
+    result = {
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
         "saved_model_file": trainer.saved_model_file if saved else None,
     }
+    if not config["single_spec"]:  # a rank of a distributed run, as RecBole's run_recbole ends one
+        dist.destroy_process_group()
+        if config["local_rank"] == 0 and queue is not None:
+            queue.put(result)
+    return result
+
+
+# methods whose trainers do not train one model on batches (RecBole DDP would not apply) -> how they scale out
+NOT_DATA_PARALLEL = {
+    "lumos": "with fed_engine: flower (docs/lumos.md, Flower deployment engine)",
+    "l3rec": "its local models with parallel: ray (ray_address for a cluster) or parallel: process",
+}
+
+
+def run_recbole_llms(rank, *args):
+    """One rank of a distributed run (``torch.multiprocessing.spawn``'s target), like RecBole's
+    ``run_recboles``: ``args`` are ``run_recbole_llm``'s positional arguments, the last one a
+    dict of its keyword arguments (``config_dict``, ``queue``, ``saved``)."""
+    kwargs = args[-1]
+    if not isinstance(kwargs, MutableMapping):
+        raise ValueError(f"The last argument of run_recbole_llms should be a dict, but got {type(kwargs)}")
+    kwargs["config_dict"] = dict(kwargs.get("config_dict") or {}, local_rank=rank)
+    return run_recbole_llm(*args[:-1], **kwargs)
+
+
+def _spawn(model, dataset, config_file_list, config_dict, saved, nproc, world_size, ip, port, group_offset):
+    """``recbole.quick_start.run``'s distributed branch for :func:`run_recbole_llms`: spawn ``nproc``
+    ranks, return rank 0's result.  The config is built and checked here first (no process
+    group, no data), so that a bad value fails once, before any process starts."""
+    config_dict = dict(config_dict or {})
+    config_dict.update({"world_size": nproc if world_size == -1 else world_size, "ip": ip, "port": port,
+                        "nproc": nproc, "offset": group_offset})
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_config_before_data(config)
+    scale_out = NOT_DATA_PARALLEL.get(method_of(config["model"]))
+    if scale_out:  # their trainers run their own loops: every rank would train a model of its own
+        key, value = ("nproc", nproc) if nproc > 1 else ("world_size", world_size)
+        raise ConfigError(key, value, f"{1 if key == 'nproc' else -1} for {config['model']}",
+                          f"RecBole's data parallelism trains one model; {config['model']} scales out {scale_out}")
+    queue = mp.get_context("spawn").SimpleQueue()
+    kwargs = {"config_dict": config_dict, "queue": queue, "saved": saved}
+    mp.spawn(run_recbole_llms, args=(model, dataset, config_file_list, kwargs), nprocs=nproc, join=True)
+    return None if queue.empty() else queue.get()
 
 
 def load_data_and_model(model_file):
@@ -107,7 +170,7 @@ def load_data_and_model(model_file):
     return config, model, dataset, train_data, valid_data, test_data
 
 
-__all__ = ["run_recbole_llm", "load_data_and_model", "config_to_primitives"]
+__all__ = ["run_recbole_llm", "run_recbole_llms", "load_data_and_model", "config_to_primitives"]
 
 
 def objective_function(config_dict=None, config_file_list=None, saved=True, command_line=False):

@@ -134,7 +134,7 @@ def get_trainer(model_type, model_name):
 def sequential_backbone_class(config, wrapper, refused=None, forward_params=None):
     """The class of ``config['backbone']``, with every check of :func:`build_sequential_backbone`
     that needs no data (all but the ``item_embedding`` table): it also runs before the dataset
-    is loaded (:func:`recbole_llm.checks.check_config_before_data`)."""
+    is loaded (:func:`recbole_llm.config.check_config_before_data`)."""
     label, name = wrapper.__name__, config["backbone"]
     if not isinstance(name, str) or not name:
         raise ValueError(f"{label} needs a backbone sequential model: set config 'backbone' (e.g. SASRec)")
@@ -206,3 +206,26 @@ def check_model_name(name, key="model", allowed=None):
         allowed = (f"a model of recbole_llm ({', '.join(plugin_model_names())}) or one of RecBole's "
                    f"{len(recbole_model_names())} (e.g. SASRec, GRU4Rec, BPR); names are case-sensitive")
     raise UnknownNameError(key, name, allowed)
+
+
+def check_backbone(config, wrapper, refused=None, forward_params=None):
+    """``config['backbone']`` names a sequential model that ``wrapper`` can wrap, as a
+    :class:`ConfigError` naming ``backbone`` (no data needed; used before the dataset loads)."""
+    name = config["backbone"]
+    allowed = f"a sequential model that {config['model']} can wrap (e.g. SASRec, GRU4Rec, BERT4Rec)"
+    if isinstance(name, str) and name and name not in (refused or {}):
+        check_model_name(name, "backbone", allowed)
+    try:
+        sequential_backbone_class(config, wrapper, refused, forward_params)
+    except ValueError as err:
+        raise ConfigError("backbone", name, allowed, str(err)) from err
+
+
+def get_config_check(model_name):
+    """The ``check_config_before_data(config)`` that the method package of a plug-in model
+    exports (its checks that need no data), or None (RecBole models, or a package without one)."""
+    package = PLUGIN_MODELS.get(model_name) if isinstance(model_name, str) else None
+    if package is None:
+        return None
+    with preserved_anomaly_mode():
+        return getattr(importlib.import_module(package), "check_config_before_data", None)

@@ -23,7 +23,7 @@ LAYERS = (
                 "recbole_llm.llm", "recbole_llm.nn")),
     ("machinery", ("recbole_llm.federated", "recbole_llm.community")),
     ("methods", ("recbole_llm.model",)),
-    ("glue", ("recbole_llm.utils", "recbole_llm.quick_start", "recbole_llm.case_study", "recbole_llm.checks")),
+    ("glue", ("recbole_llm.utils", "recbole_llm.quick_start", "recbole_llm.case_study")),
     ("faces", ("recbole_llm.apps",)),
 )
 METHODS = ("mltfr", "lumos", "l3rec", "pod", "backbones")

@@ -17,10 +17,24 @@ Missing models raise :class:`LLMNotFoundError` naming what was tried.
 import importlib.util
 import os
 
-from recbole_llm.llm.catalog import LLMNotFoundError, LLMSource, locate_named_llm, named_llm
+from recbole_llm.llm.catalog import NAMED_LLMS, LLMNotFoundError, LLMSource, locate_named_llm, named_llm
+from recbole_llm.validation import ConfigError
 
 __all__ = ["LLMNotFoundError", "LLMSource", "minilm_path", "resolve_model_source", "resolve_model_dir",
-           "load_tokenizer", "load_model", "cache_dir", "source_identity"]
+           "load_tokenizer", "load_model", "cache_dir", "source_identity", "check_llm_spec"]
+
+LLM_SPECS = ("a named LLM ({names}), a save_pretrained directory, a .gguf/.safetensors file "
+             "or a Hugging Face name in the local cache")
+
+
+def check_llm_spec(key, spec):
+    """``spec`` (config key ``key``) resolves to a local LLM, else a ConfigError naming the key
+    (nothing is loaded or downloaded; used before the dataset loads)."""
+    try:
+        resolve_model_source(spec)
+    except LLMNotFoundError as err:
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise ConfigError(key, spec, LLM_SPECS.format(names=", ".join(NAMED_LLMS)), detail) from err
 
 
 def cache_dir(kind):

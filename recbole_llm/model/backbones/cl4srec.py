@@ -75,3 +75,9 @@ class CL4SRec(SASRec):
 
     def full_sort_predict(self, interaction):
         return super().full_sort_predict(interaction)[:, : self.n_items]
+
+
+def check_config_before_data(config):
+    """CL4SRec's rules (the other backbones of this package add no keys)."""
+    if config["model"] == "CL4SRec":
+        validate(config, CL4SREC_RULES)

@@ -10,6 +10,6 @@
 The registry finds a model's trainer as ``<Model>Trainer`` in this package:
 ``L3RecTrainer`` and ``L3RecTopNTrainer`` (the same procedure).
 """
-from recbole_llm.model.l3rec.l3rec import L3Rec, L3RecBase  # noqa: F401
+from recbole_llm.model.l3rec.l3rec import L3Rec, L3RecBase, check_config_before_data  # noqa: F401
 from recbole_llm.model.l3rec.l3rec_topn import L3RecTopN  # noqa: F401
 from recbole_llm.model.l3rec.trainer import L3RecTopNTrainer, L3RecTrainer  # noqa: F401

@@ -35,7 +35,7 @@ from recbole_llm.community.local_models import PARALLEL_MODES
 from recbole_llm.config import Config
 from recbole_llm.knn import FAISS_DEVICES, KNN_INDEXES, KNN_OPTIONS
 from recbole_llm.model.l3rec.global_data import global_training_view
-from recbole_llm.registry import get_model
+from recbole_llm.registry import check_model_name, get_model
 from recbole_llm.validation import ConfigError, Rule, boolean, integer, number, one_of, validate
 
 _MODEL_NAME = Rule("a model name (str)", lambda v: isinstance(v, str) and bool(v))
@@ -273,3 +273,16 @@ class L3Rec(L3RecBase, SequentialRecommender):
     r"""L³Rec for sequential recommendation: any RecBole local model, user-only communities."""
 
     type = ModelType.SEQUENTIAL
+
+
+class _UsersNotKnownYet:
+    """Stands for an L3Rec model before the data is loaded: the user-count check waits for the data."""
+
+    n_users = float("inf")
+
+
+def check_config_before_data(config):
+    """L3Rec's checks that need no data: L3REC_RULES, fusion_list_length against topk, sub-model names."""
+    L3RecBase._check_config(_UsersNotKnownYet(), config)
+    for key in ("global_model", "local_model"):
+        check_model_name(config[key], key)

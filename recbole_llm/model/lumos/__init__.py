@@ -7,4 +7,5 @@
 * :mod:`.trainer` -- the trainers: FedAvg rounds (``recbole_llm.federated``) with views.
 """
 from recbole_llm.model.lumos.models import LUMOS, ConFedSRS, FedSeq  # noqa: F401
+from recbole_llm.model.lumos.recommender import check_config_before_data  # noqa: F401
 from recbole_llm.model.lumos.trainer import ConFedSRSTrainer, FedSeqTrainer, LUMOSTrainer  # noqa: F401

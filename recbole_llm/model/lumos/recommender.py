@@ -19,9 +19,9 @@ from recbole_llm.federated.rules import FEDERATED_RULES
 from recbole_llm.federated.sampling import check_client_fraction
 from recbole_llm.llm.generation import DTYPES
 from recbole_llm.llm.item_text import load_item_texts
-from recbole_llm.llm.loading import resolve_model_dir
+from recbole_llm.llm.loading import check_llm_spec, resolve_model_dir
 from recbole_llm.model.lumos.losses import masked_next_item_ce, tri_view_infonce
-from recbole_llm.registry import build_sequential_backbone
+from recbole_llm.registry import build_sequential_backbone, check_backbone
 from recbole_llm.validation import SHARED_RULES, ConfigError, Rule, one_of, validate
 
 CAUSAL_BACKBONES = ("SASRec", "GRU4Rec")  # the output at position t depends only on items <= t
@@ -118,3 +118,11 @@ class FederatedSequentialRecommender(SequentialRecommender):
         if views is not None:
             loss = loss + self.cl_weight * self.contrastive_loss(views, view_lengths)
         return loss
+
+
+def check_config_before_data(config):
+    """The federated models' checks that need no data: their rules, the backbone, the LLM of llm views."""
+    check_federated_config(config)
+    check_backbone(config, FederatedSequentialRecommender, forward_params=("item_seq", "item_seq_len"))
+    if config["view_generator"] == "llm" and config["cl_weight"] > 0:  # as the model's constructor
+        check_llm_spec("llm_path", config["llm_path"])

@@ -8,5 +8,5 @@
 * :mod:`.rules` -- the config rules of MLTFR's keys, checked once when the model is built;
 * :mod:`.trainer` -- the two training rounds (Algorithm 1).
 """
-from recbole_llm.model.mltfr.mltfr import MLTFR  # noqa: F401
+from recbole_llm.model.mltfr.mltfr import MLTFR, check_config_before_data  # noqa: F401
 from recbole_llm.model.mltfr.trainer import MLTFRTrainer  # noqa: F401

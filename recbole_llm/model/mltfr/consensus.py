@@ -8,7 +8,9 @@ the equation says -- not the observed next item (that would be the "empirical
 Fisher").  Because the score function has zero mean under y ~ p_theta, the
 cross terms of a mini-batch gradient vanish in expectation, so
 ||grad sum_{x in batch} log p||^2 / |batch| is an unbiased estimate of the
-per-sample expectation; we average it over a few training batches.
+per-sample expectation; we average it over a few training batches.  In a distributed
+run (RecBole DDP) each rank holds its own shard of those batches: the ranks average
+their estimates (one all-reduce), so every rank builds the same consensus expert.
 
 Consensus (eq. 14): theta_SC = sum_m F_m theta_m / sum_m F_m over the experts of
 one homogeneous group (same class and d_llm, hence same parameter shapes).
@@ -17,6 +19,7 @@ from collections import defaultdict
 from logging import getLogger
 
 import torch
+import torch.distributed as dist
 
 
 def homogeneous_group(experts):
@@ -57,6 +60,11 @@ def fisher_importance(model, batches, experts):
             count += 1
     finally:
         model.train(was_training)
+    if dist.is_available() and dist.is_initialized():  # DDP: the ranks' shards, one estimate
+        totals = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64)])
+        totals = totals.to(next(model.parameters()).device)
+        dist.all_reduce(totals)
+        sums, count = totals[:-1].cpu(), int(totals[-1])
     if count == 0:
         raise ValueError("MLTFR: no training batch to estimate Fisher importance on")
     return (sums / count).float() + 1e-12  # strictly positive weights

@@ -31,13 +31,14 @@ import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
+from recbole_llm.llm.loading import check_llm_spec
 from recbole_llm.llm.token_embeddings import load_token_embeddings, token_pool
 from recbole_llm.model.mltfr.consensus import consensus_parameters, fisher_importance, homogeneous_group
 from recbole_llm.model.mltfr.layers import (ItemLevelGate, ProjectionCache, build_expert, gated_expert_rows,
                                             scatter_rows, semantic_integration)
 from recbole_llm.model.mltfr.rules import MLTFR_RULES
 from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
-from recbole_llm.registry import build_sequential_backbone
+from recbole_llm.registry import build_sequential_backbone, check_backbone
 from recbole_llm.validation import ConfigError, validate
 
 REFUSED_BACKBONES = {
@@ -239,3 +240,16 @@ class MLTFR(SequentialRecommender):
         self.sc_active.fill_(True)
         getLogger().info(f"MLTFR semantic consensus: Fisher weights {weights.tolist()} over experts {self.sc_group}")
         return weights
+
+
+def check_config_before_data(config):
+    """MLTFR's checks that need no data (run before the dataset loads): its rules, the backbone,
+    the LLM of every expert, and K against a pool size; K against a whole vocabulary needs the LLMs."""
+    validate(config, MLTFR_RULES)
+    check_backbone(config, MLTFR, refused=REFUSED_BACKBONES)
+    for spec in config["llm_experts"]:
+        check_llm_spec("llm_experts", spec)
+    k, pool = config["num_tokens"], config["token_pool"]
+    if config["token_filter"] != "all" and pool and k > pool:
+        raise ConfigError("num_tokens", k, f"at most token_pool ({pool})",
+                          "K tokens are chosen among the pooled ones; token_pool: 0 keeps the whole vocabulary")

@@ -4,4 +4,4 @@
 * :mod:`.indexing` -- item ids written as text (sequential / collaborative indexing);
 * :mod:`.decoding` -- the item trie and constrained beam search.
 """
-from recbole_llm.model.pod.pod import POD  # noqa: F401
+from recbole_llm.model.pod.pod import POD, check_config_before_data  # noqa: F401

@@ -21,7 +21,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_llm.llm.loading import LLMNotFoundError, load_model, load_tokenizer
+from recbole_llm.llm.loading import LLMNotFoundError, check_llm_spec, load_model, load_tokenizer
 from recbole_llm.model.pod.decoding import ItemTrie, constrained_beam_search
 from recbole_llm.model.pod.indexing import (ItemTokens, collaborative_indexing, sequential_indexing,
                                             training_interactions)
@@ -251,3 +251,9 @@ class POD(SequentialRecommender):
                 scores = self.beam_scores(hidden, mask, banned)
             out.append(scores)
         return torch.cat(out, 0)
+
+
+def check_config_before_data(config):
+    """POD's checks that need no data: its keys and its T5 (``pod_llm``)."""
+    check_pod_config(config)
+    check_llm_spec("pod_llm", config["pod_llm"])
