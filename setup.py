@@ -51,7 +51,7 @@ setup(
         "wordllama==0.3.3.post0",
     ],
     extras_require={
-        "test": ["pytest", "flwr==1.42.*"],  # the Flower test runs in CI
+        "test": ["pytest", "flwr==1.42.*", "pyarrow>=6.0.1,<15"],  # the Flower and Ray Tune tests run in CI
         "gpu": ["faiss-gpu"],
         "federated": ["flwr==1.42.*"],
         # run_hyper.py --tool ray: ray 2.6.3's tune.run reads results through pyarrow.fs;
