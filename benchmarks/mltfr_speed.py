@@ -148,8 +148,14 @@ def main():
     big = synthetic_big_llm(cache)
     shipped_k, pool = mltfr_default("num_tokens"), mltfr_default("token_pool")
     mltfr = dict(PAPER, model="MLTFR", backbone="SASRec", llm_cache_dir=os.path.join(cache, "tokens"),
-                 num_tokens=shipped_k, expert_heads=4, mltfr_loss="bce")
+                 num_tokens=shipped_k, expert_heads=4, mltfr_loss="bce", llm_experts=["minilm"] * 4)
     variants = [("SASRec", "-", "SASRec", dict(PAPER))]
+    shipped_experts = mltfr_default("llm_experts")
+    variants += [  # the shipped default: four distinct LLMs
+        ("MLTFR(SASRec)", f"default experts {'/'.join(shipped_experts)} -> pool {pool}", "MLTFR",
+         dict(mltfr, token_pool=pool, llm_experts=shipped_experts)),
+        ("MLTFR(SASRec) Round 2", f"default experts {'/'.join(shipped_experts)} -> pool {pool}", "MLTFR",
+         dict(mltfr, token_pool=pool, llm_experts=shipped_experts, round2=True))]
     for k in args.num_tokens or [shipped_k]:
         tag = "" if k == shipped_k else f", K {k}"
         variants += [
