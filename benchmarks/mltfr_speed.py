@@ -156,6 +156,12 @@ def main():
          dict(mltfr, token_pool=pool, llm_experts=shipped_experts)),
         ("MLTFR(SASRec) Round 2", f"default experts {'/'.join(shipped_experts)} -> pool {pool}", "MLTFR",
          dict(mltfr, token_pool=pool, llm_experts=shipped_experts, round2=True))]
+    for mode in ("first", "farthest"):  # the token-pool choices of docs/mltfr.md "Token-pool default"
+        for size in (512, 2048):
+            variants.append(("MLTFR(SASRec)", f"default experts, {mode} pool {size}", "MLTFR",
+                             dict(mltfr, token_pool=size, token_pool_mode=mode, llm_experts=shipped_experts)))
+    variants.append(("MLTFR(SASRec)", "default experts, no pool", "MLTFR",
+                     dict(mltfr, token_pool=0, llm_experts=shipped_experts)))
     for k in args.num_tokens or [shipped_k]:
         tag = "" if k == shipped_k else f", K {k}"
         variants += [

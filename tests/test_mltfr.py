@@ -21,6 +21,7 @@ from recbole_llm.model.mltfr.layers import (DirectTokenExpert, ItemLevelGate, Pr
                                             real_positions, scaled_dot_attention, scatter_rows, semantic_integration,
                                             straight_through_top_k, table_projection, user_interest)
 from recbole_llm.model.mltfr.mltfr import build_backbone
+from recbole_llm.model.mltfr.trainer import MLTFRTrainer
 from recbole_llm.nn.rand_mask_dropout import RandMaskDropout
 from recbole_llm.validation import ConfigError
 
@@ -521,6 +522,25 @@ def test_augmentation_off_scores_exactly_like_the_bare_backbone(mltfr_config):
         assert not torch.allclose(model.full_sort_predict(batch), bare.full_sort_predict(batch))
 
 
+def test_no_experts_is_the_bare_backbone_under_eq_16(mltfr_config):
+    """llm_experts: [] -- the paper's baseline: the bare backbone, trained by eq. 16 in one round."""
+    config, model, train, valid = build(dict(mltfr_config, llm_experts=[]))
+    assert len(model.experts) == 0 and not model.use_sc and sum(1 for _ in model.parameters()) == sum(
+        1 for _ in model.backbone.parameters())
+    bare = SASRec(config, train._dataset)
+    bare.load_state_dict(model.backbone.state_dict())
+    model.eval(), bare.eval()
+    batch = first_batch(train).to(model.device)
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), bare.full_sort_predict(batch))
+        scores = bare.full_sort_predict(batch)
+        pos, neg = scores.gather(1, batch[model.ITEM_ID][:, None]), scores.gather(1, batch[model.NEG_ITEM_ID][:, None])
+        assert torch.allclose(model.calculate_loss(batch), -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean())
+    trainer = MLTFRTrainer(config, model)
+    trainer.fit(train, valid, saved=False)  # one round: no consensus to build
+    assert not model.use_sc and trainer.epochs == config["epochs"]
+
+
 def test_bce_loss_is_eq_16(mltfr_config):
     config, model, train, _ = build(mltfr_config)
     assert model.mltfr_loss == "bce"
@@ -564,7 +584,8 @@ BAD_KEYS = [  # key, value, the one message of MLTFR_RULES
     ("expert_mode", "moe", r"expert_mode must be one of \('filter', 'te', 're'\), got 'moe'"),
     ("mltfr_loss", "hinge", r"mltfr_loss must be one of \('backbone', 'bce'\), got 'hinge'"),
     ("num_tokens", 0, r"num_tokens must be an integer >= 1, got 0"),
-    ("llm_experts", [], r"llm_experts must be a non-empty list of LLM names or directories, one per expert, got \[\]"),
+    ("llm_experts", ["minilm", ""], r"llm_experts must be a list of LLM names or directories, one per expert "
+                                     r"\(\[\] = the bare backbone\), got \['minilm', ''\]"),
     ("expert_heads", 0, r"expert_heads must be an integer >= 1, got 0"),
     ("expert_dropout", 1.5, r"expert_dropout must be a finite number in \[0.0, 1.0\], got 1.5"),
     ("use_sc", "yes", r"use_sc must be True or False, got 'yes'"),

@@ -22,6 +22,10 @@ through ``loss_type``) or the paper's eq. 16 (``mltfr_loss: bce``): binary
 cross-entropy on the next item and one uniformly sampled negative, both scored
 by the backbone's ``full_sort_predict`` (requires ``loss_type: BPR`` so that
 RecBole samples the negative).
+
+``llm_experts: []`` builds no expert and no hook: the bare backbone trained by
+``mltfr_loss`` in one round.  The paper trains its baselines with eq. 16 too (§4.1.1),
+so this is the "bare" side of a comparison under the paper's loss.
 """
 from contextlib import contextmanager
 from logging import getLogger
@@ -90,6 +94,10 @@ class MLTFR(SequentialRecommender):
         self.use_sc = config["use_sc"]
         self.expert_mode = config["expert_mode"]
 
+        self.use_sc = self.use_sc and bool(config["llm_experts"])
+        if not config["llm_experts"]:  # the bare backbone under mltfr_loss: nothing to build or hook
+            self.experts = nn.ModuleList()
+            return
         vocab_index = self._load_vocabularies(config, list(config["llm_experts"]))
         expert_kwargs = dict(num_tokens=config["num_tokens"], n_heads=config["expert_heads"],
                              tau=float(config["gumbel_tau"]), token_filter=config["token_filter"])
@@ -185,6 +193,9 @@ class MLTFR(SequentialRecommender):
     @contextmanager
     def _encoding_input(self, interaction):
         """Activate the hook for one call of the backbone on ``interaction``."""
+        if not self.experts:  # llm_experts: [] -- the bare backbone
+            yield
+            return
         seq = interaction[self.ITEM_SEQ]
         inputs = (self.ITEM_SEQ, "Mask_" + self.ITEM_SEQ)  # RecBole's name of BERT4Rec's masked copy
         others = tuple(v for k, v in interaction.interaction.items() if k not in inputs)

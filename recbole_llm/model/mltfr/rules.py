@@ -15,9 +15,9 @@ MLTFR_LOSSES = ("backbone", "bce")          # the backbone's own loss, or eq. 16
 ROUTING_SCALES = ("paper", "learnable")     # eq. 4 as written, or a learnable scale on the cosine logits
 
 MLTFR_RULES = {
-    "llm_experts": Rule("a non-empty list of LLM names or directories, one per expert",
-                        lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-                        and all(isinstance(s, str) and s for s in v)),
+    # [] = no augmentation: the bare backbone trained by mltfr_loss (the paper's baselines under eq. 16)
+    "llm_experts": Rule("a list of LLM names or directories, one per expert ([] = the bare backbone)",
+                        lambda v: isinstance(v, (list, tuple)) and all(isinstance(s, str) and s for s in v)),
     "token_pool": integer(low=0, optional=True),          # 0 or ~ keeps the whole vocabulary
     "token_pool_mode": one_of(TOKEN_POOL_MODES),           # first (vocabulary order) | farthest (semantic cover)
     "num_tokens": integer(low=1),                          # K, eq. 5
