@@ -30,6 +30,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,18 +141,13 @@ def summarise(runs, table):
         shared = sorted(set(mine) & set(theirs))
         for metric in ("ndcg@20", "hit@20"):
             test = paired_test([mine[s]["test"][metric] for s in shared], [theirs[s]["test"][metric] for s in shared])
-            gain = (test["mean_diff"] / statistics_mean([theirs[s]["test"][metric] for s in shared])
+            gain = (test["mean_diff"] / statistics.mean([theirs[s]["test"][metric] for s in shared])
                     if shared and test["mean_diff"] is not None else None)
             row[f"{metric} gain"] = None if gain is None else f"{100 * gain:+.1f} %"
             row[f"{metric} p"] = test["p_value"]
         row["paired seeds"] = len(shared)
         rows.append(row)
     return rows
-
-
-def statistics_mean(values):
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def main():
