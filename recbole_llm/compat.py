@@ -40,7 +40,10 @@ the break it mends:
   out of DDP's broadcast, which refuses them on any backend).  In any distributed run the
   ranks also agree on the checkpoint: RecBole names it by each rank's clock and lets rank 1
   read it while rank 0 may still be writing it, so :class:`SafeCheckpointMixin` takes rank
-  0's file name and waits at a barrier after rank 0 writes.
+  0's file name and waits at a barrier after rank 0 writes.  And the ranks no longer race
+  to create the directories they share: RecBole's ``ensure_dir`` checks, then creates, so
+  a rank that checks while another creates dies with ``FileExistsError``
+  (:func:`make_shared_dirs` creates them, idempotently, when each rank's Config is built).
 """
 import contextlib
 import enum
@@ -262,6 +265,14 @@ def _use_ddp_on_module_device():
     recbole_trainer.DistributedDataParallel = ddp_on_module_device
 
 
+def make_shared_dirs(final_config_dict):
+    """Create the directories every rank of a distributed run hands to RecBole's racy
+    ``ensure_dir`` (the checkpoint dir, ``./log`` and ``./log/<model>``), with ``exist_ok``,
+    so that by the time RecBole checks they exist."""
+    for path in (final_config_dict["checkpoint_dir"], "log", os.path.join("log", final_config_dict["model"])):
+        os.makedirs(path, exist_ok=True)
+
+
 def init_distributed_device(config, recbole_init_device):
     """``Config._init_device``: RecBole's (``recbole_init_device``) unless the run is distributed
     (``local_rank`` set) on ``gloo``; then the process group is gloo and the device the CPU."""
@@ -269,6 +280,7 @@ def init_distributed_device(config, recbole_init_device):
     backend = dist_backend(final)  # checked in every run, so a bad value fails before any spawn
     if "local_rank" not in final:
         return recbole_init_device()
+    make_shared_dirs(final)
     _use_ddp_on_module_device()
     if backend == "nccl":
         return recbole_init_device()
