@@ -37,6 +37,8 @@ import tempfile
 import threading
 import time
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import RESULTS_DIR, mean_std, mltfr_default, paired_test, write_results  # noqa: E402
 
@@ -58,6 +60,14 @@ LOSSES = {"eq16": {"loss_type": "BPR", "mltfr_loss": "bce"},       # BPR: RecBol
           "ce": {"loss_type": "CE", "mltfr_loss": "backbone"}}
 
 
+def key_value(text):
+    """``KEY=VALUE`` -> (key, value), the value read as yaml (``true``, ``2048``, ``learnable``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def arms(args):
     """{arm name: (model, config delta, reference arm or None)} for the requested groups."""
     experts = list(mltfr_default("llm_experts"))
@@ -72,6 +82,9 @@ def arms(args):
                 else:
                     out[bare] = (backbone, {"loss_type": "CE"}, None)
                 out[f"MLTFR({backbone}) [{loss}]"] = ("MLTFR", dict(LOSSES[loss], **wrapped, backbone=backbone), bare)
+                for key, value in args.set:  # the wrapper away from the shipped defaults, against the bare arm
+                    out[f"MLTFR({backbone}) [{loss}] {key}={value}"] = (
+                        "MLTFR", dict(LOSSES[loss], **wrapped, backbone=backbone, **{key: value}), bare)
     b = args.ablation_backbone
     full = f"MLTFR({b}) [eq16]"
     base = dict(LOSSES["eq16"], **wrapped, backbone=b)
@@ -164,6 +177,9 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--quick", action="store_true", help="smoke run (subset of users, 2 epochs per round)")
     parser.add_argument("--name", default=None, help="results name (default mltfr_accuracy[_quick])")
+    parser.add_argument("--set", nargs="*", default=[], type=key_value, metavar="KEY=VALUE",
+                        help="add a main arm per backbone and loss: the wrapper with this MLTFR key changed")
+    parser.add_argument("--summarise", action="store_true", help="rebuild the summary of the chosen arms only")
     args = parser.parse_args()
     table = arms(args)
     if args.arms:
@@ -175,8 +191,16 @@ def main():
     base = protocol(args)
     done = {(r["arm"], r["seed"]) for r in load_runs(jsonl)}
     todo = [(arm, 2020 + s) for s in range(args.seeds) for arm in table if (arm, 2020 + s) not in done]
-    print(f"{len(table)} arms x {args.seeds} seeds: {len(done)} runs done, {len(todo)} to run", flush=True)
     lock = threading.Lock()
+
+    def summary():
+        write_results(name, summarise(load_runs(jsonl), table),
+                      {"protocol": base, "arms": {a: {"model": m, "config": d, "vs": r} for a, (m, d, r) in table.items()},
+                       "seeds_requested": args.seeds, "torch_threads": args.threads, "jobs": args.jobs})
+
+    if args.summarise:
+        return summary()
+    print(f"{len(table)} arms x {args.seeds} seeds: {len(done)} runs done, {len(todo)} to run", flush=True)
 
     def one(arm, seed):
         model, delta, _ = table[arm]
@@ -190,10 +214,7 @@ def main():
             with open(jsonl, "a") as f:
                 f.write(json.dumps(result) + "\n")
             print(f"{arm} seed {seed}: test {result['test']} ({result['run_s'] / 60:.1f} min)", flush=True)
-            write_results(name, summarise(load_runs(jsonl), table),
-                          {"protocol": base, "arms": {a: {"model": m, "config": d, "vs": r}
-                                                      for a, (m, d, r) in table.items()},
-                           "seeds_requested": args.seeds, "torch_threads": args.threads, "jobs": args.jobs})
+            summary()
 
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         for future in [pool.submit(one, arm, seed) for arm, seed in todo]:
