@@ -40,10 +40,13 @@ the break it mends:
   out of DDP's broadcast, which refuses them on any backend).  In any distributed run the
   ranks also agree on the checkpoint: RecBole names it by each rank's clock and lets rank 1
   read it while rank 0 may still be writing it, so :class:`SafeCheckpointMixin` takes rank
-  0's file name and waits at a barrier after rank 0 writes.  And the ranks no longer race
-  to create the directories they share: RecBole's ``ensure_dir`` checks, then creates, so
-  a rank that checks while another creates dies with ``FileExistsError``
-  (:func:`make_shared_dirs` creates them, idempotently, when each rank's Config is built).
+  0's file name and waits at a barrier after rank 0 writes.
+* ``race_free_ensure_dir`` -- RecBole's ``ensure_dir`` checks, then creates, so of two
+  processes that share a working directory (the ranks of a distributed run, parallel Ray
+  Tune trials, L3Rec's parallel local models) the one that checks while the other creates
+  dies with ``FileExistsError`` on ``./log``, ``./log/<model>`` or the checkpoint dir.  Every
+  RecBole module that calls it gets ``os.makedirs(exist_ok=True)`` instead, installed when a
+  :class:`~recbole_llm.config.Config` is built (before RecBole's logger or trainer runs).
 """
 import contextlib
 import enum
@@ -265,12 +268,19 @@ def _use_ddp_on_module_device():
     recbole_trainer.DistributedDataParallel = ddp_on_module_device
 
 
-def make_shared_dirs(final_config_dict):
-    """Create the directories every rank of a distributed run hands to RecBole's racy
-    ``ensure_dir`` (the checkpoint dir, ``./log`` and ``./log/<model>``), with ``exist_ok``,
-    so that by the time RecBole checks they exist."""
-    for path in (final_config_dict["checkpoint_dir"], "log", os.path.join("log", final_config_dict["model"])):
-        os.makedirs(path, exist_ok=True)
+def _ensure_dir(dir_path):
+    """RecBole's ``ensure_dir`` without its check-then-create race."""
+    os.makedirs(dir_path, exist_ok=True)
+
+
+RECBOLE_ENSURE_DIR_USERS = ("recbole.utils", "recbole.utils.logger",  # not recbole.utils.utils, its home
+                            "recbole.trainer.trainer", "recbole.data.utils", "recbole.data.dataset.dataset")
+
+
+def race_free_ensure_dir():
+    """Give every RecBole module that imported ``ensure_dir`` the race-free one (idempotent)."""
+    for name in RECBOLE_ENSURE_DIR_USERS:
+        importlib.import_module(name).ensure_dir = _ensure_dir
 
 
 def init_distributed_device(config, recbole_init_device):
@@ -280,7 +290,6 @@ def init_distributed_device(config, recbole_init_device):
     backend = dist_backend(final)  # checked in every run, so a bad value fails before any spawn
     if "local_rank" not in final:
         return recbole_init_device()
-    make_shared_dirs(final)
     _use_ddp_on_module_device()
     if backend == "nccl":
         return recbole_init_device()

@@ -27,7 +27,7 @@ from glob import escape, glob
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_llm.compat import init_distributed_device, silence_recbole_future_warnings
+from recbole_llm.compat import init_distributed_device, race_free_ensure_dir, silence_recbole_future_warnings
 from recbole_llm.registry import PLUGIN_MODELS, get_config_check, get_model
 from recbole_llm.validation import ConfigError, integer, number, validate
 
@@ -76,6 +76,7 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None,
                  command_line=True):
         silence_recbole_future_warnings()
+        race_free_ensure_dir()
         self._read_command_line = command_line
         self._model_arg = model if isinstance(model, str) or model is None else model.__name__
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list,

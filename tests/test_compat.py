@@ -124,3 +124,29 @@ def test_recbole_future_warnings_are_silenced_and_only_those():
         warn_from("recbole_llm.quick_start", "our own deprecation")  # this package's warnings still show
     assert sorted(str(w.message) for w in caught) == ["a real problem", "our own deprecation",
                                                       "something else is deprecated"]
+
+
+def _racing_makedirs(monkeypatch, module):
+    """Another process creates the directory between ``ensure_dir``'s check and its create."""
+    real = module.os.makedirs
+
+    def other_process_was_first(path, *args, **kwargs):
+        real(path, exist_ok=True)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(module.os, "makedirs", other_process_was_first)
+
+
+def test_recbole_ensure_dir_races_and_ours_does_not(tiny_seq_config, tmp_path, monkeypatch):
+    import recbole.utils.logger as recbole_logger
+    import recbole.utils.utils as recbole_utils
+
+    original = recbole_utils.ensure_dir
+    monkeypatch.setattr(recbole_logger, "ensure_dir", original)
+    _racing_makedirs(monkeypatch, recbole_utils)
+    with pytest.raises(FileExistsError):  # RecBole's check-then-create (Ray Tune trials, DDP ranks)
+        original(str(tmp_path / "a"))
+    Config("SASRec", "ml-100k", config_dict=tiny_seq_config)
+    assert recbole_logger.ensure_dir is not original
+    recbole_logger.ensure_dir(str(tmp_path / "b"))  # init_logger's call: no error when the race is lost
+    assert (tmp_path / "b").is_dir()

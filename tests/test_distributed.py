@@ -105,34 +105,6 @@ def test_our_config_picks_gloo_on_cpu_and_ddp_accepts_the_cpu_model(tiny_seq_con
         dist.destroy_process_group()
 
 
-def test_recbole_ensure_dir_races_between_ranks(tmp_path, monkeypatch):
-    """RecBole's ``ensure_dir`` checks, then creates: a rank that checks while another creates dies."""
-    import recbole.utils.utils as recbole_utils
-
-    shared = tmp_path / "saved"
-    real_makedirs = os.makedirs
-
-    def other_rank_was_first(path, *args, **kwargs):  # the other rank creates it between check and create
-        real_makedirs(path, exist_ok=True)
-        return real_makedirs(path, *args, **kwargs)
-
-    monkeypatch.setattr(recbole_utils.os, "makedirs", other_rank_was_first)
-    with pytest.raises(FileExistsError):
-        recbole_utils.ensure_dir(str(shared))
-
-
-def test_each_rank_creates_the_shared_dirs_before_recbole_checks(tiny_seq_config, tmp_path):
-    checkpoint_dir = tmp_path / "shared" / "saved"
-    config = Config("SASRec", "ml-100k", config_dict=_rank_group(dict(tiny_seq_config, checkpoint_dir=str(checkpoint_dir))))
-    try:
-        assert checkpoint_dir.is_dir() and os.path.isdir(os.path.join("log", "SASRec"))  # so ensure_dir never creates
-    finally:
-        dist.destroy_process_group()
-    single = tmp_path / "single" / "saved"
-    Config("SASRec", "ml-100k", config_dict=dict(tiny_seq_config, checkpoint_dir=str(single)))
-    assert not single.exists()  # a single-process run is left to RecBole
-
-
 def test_dist_backend_values(monkeypatch):
     assert dist_backend({"dist_backend": "gloo", "gpu_id": "0"}) == "gloo"
     assert dist_backend({"dist_backend": "nccl", "gpu_id": "0"}) == "nccl"
