@@ -3,7 +3,8 @@
     python benchmarks/merge_results.py OUT IN1 IN2 ... [--best-valid]
 
 Rows are rebuilt from the raw per-seed results; ``--best-valid`` adds each run's best valid
-NDCG@20 and its round (the selection criterion of a default chosen on the valid set).
+NDCG@20 and its round (the selection criterion of a default chosen on the valid set).  An
+input may itself be a merged file (e.g. ``OUT`` plus a new stream of seeds).
 """
 import argparse
 import json
@@ -12,6 +13,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import RESULTS_DIR, mean_std, paired_test, write_results  # noqa: E402
+
+
+def run_wall_times(data, label, runs):
+    """Wall seconds of each run of ``label`` (merged files older than ``wall_s`` kept only the mean)."""
+    if "wall_s" in data:
+        return data["wall_s"][label]
+    row = next(r for r in data["rows"] if r["method"] == label)
+    return [row["wall_s_per_run"]] * runs
 
 
 def main():
@@ -26,11 +35,13 @@ def main():
         path = os.path.join(RESULTS_DIR, name + ".json")
         with open(path) as f:
             data = json.load(f)
+        merged = "merged_from" in data["config"]  # its curves are already one list per run
         for label, results in data["raw"].items():
             raw.setdefault(label, []).extend(results)
-            wall.setdefault(label, []).extend(data["wall_s"][label])
-            curves.setdefault(label, []).append(data["valid_curves"].get(label, []))
-        configs.append(data["config"])
+            wall.setdefault(label, []).extend(run_wall_times(data, label, len(results)))
+            curve = data["valid_curves"].get(label, [])
+            curves.setdefault(label, []).extend(curve if merged else [curve])
+        configs.extend(data["config"]["configs"] if merged else [data["config"]])
         pop = pop or data.get("popularity")
     rows = []
     if pop:
@@ -61,7 +72,8 @@ def main():
                     tests[f"{label} vs {other}, {metric}"] = paired_test(
                         [r[metric] for r in raw[label]], [r[metric] for r in raw[other]])
     write_results(args.out, rows, {"merged_from": args.inputs, "configs": configs},
-                  extra={"raw": raw, "popularity": pop, "valid_curves": curves, "paired_tests": tests})
+                  extra={"raw": raw, "popularity": pop, "valid_curves": curves, "paired_tests": tests,
+                         "wall_s": wall})
     if not args.keep_inputs:
         for name in args.inputs:
             if name != args.out:
