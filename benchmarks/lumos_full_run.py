@@ -21,11 +21,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import write_results  # noqa: E402
 
-ROUND_LINE = re.compile(r"round (\d+) (training|evaluating).*?time\S*: ([0-9.]+)s")
+ROUND_LINE = re.compile(r"(?:round|epoch) (\d+) (training|evaluating).*?time\S*: ([0-9.]+)s")
 
 
 class RoundTimes(logging.Handler):
-    """Collects ``round N training/evaluating [time: Xs`` from the trainer's log lines."""
+    """Collects RecBole's ``epoch N training/evaluating [time: Xs`` log lines (an epoch is a round)."""
 
     def __init__(self):
         super().__init__()

@@ -65,8 +65,9 @@ def main():
     for label in raw:
         if not label.startswith("LUMOS("):
             continue
-        for base in ("FedSeq", "ConFedSRS"):
-            other = label.replace("LUMOS", base, 1).split(",")[0]
+        others = [label.replace("LUMOS", base, 1).split(",")[0] for base in ("FedSeq", "ConFedSRS")]
+        others.append(label.split(",")[0])  # a variant (e.g. LLM views) against the default LUMOS
+        for other in others:
             if other in raw and other != label:
                 for metric in ("hit@20", "ndcg@20", "hit@20 (unseen)", "ndcg@20 (unseen)"):
                     tests[f"{label} vs {other}, {metric}"] = paired_test(
