@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import write_results  # noqa: E402
 
-ROUND_LINE = re.compile(r"(?:round|epoch) (\d+) (training|evaluating).*?time\S*: ([0-9.]+)s")
+ROUND_LINE = re.compile(r"epoch (\d+) (training|evaluating).*?time\S*: ([0-9.]+)s")
 
 
 class RoundTimes(logging.Handler):
