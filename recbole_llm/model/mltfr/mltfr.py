@@ -71,11 +71,6 @@ class _InputLookup:
                 and not any(index is t for t in self.other_fields))
 
 
-def _inverse_order(order):
-    """Positions that put experts listed in ``order`` back into expert order 0..n-1."""
-    return sorted(range(len(order)), key=order.__getitem__)
-
-
 class MLTFR(SequentialRecommender):
     """MLTFR wrapper (see module docstring)."""
 
@@ -167,8 +162,14 @@ class MLTFR(SequentialRecommender):
                 parts.append(semantic_integration([self.experts[m] for m in members], E, mask, self._vocab(v),
                                                   item_seq, item_table))
                 order += members
-            attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)[:, :, _inverse_order(order)]
-            rows = gated_expert_rows(self.gate.weights(E), attended, self.experts, mask)
+            # The attended values stay in vocabulary order; the gate's n columns and the experts' W_o
+            # follow it instead (sum_m G_m W_o_m(a_m) does not depend on the order of m), which
+            # spares a copy of the B x L x n x d values and its backward.
+            attended = parts[0] if len(parts) == 1 else torch.cat(parts, 2)
+            gate = self.gate.weights(E)
+            if order != sorted(order):
+                gate = gate[..., order]
+            rows = gated_expert_rows(gate, attended, [self.experts[m] for m in order], mask)
             if sc_active:  # eq. 15: + alpha * W_SC, the frozen consensus expert in a pass of its own, so
                 # that no weight gradient is computed for it and its table projections are reused
                 sc_attended = semantic_integration([self.sc_expert], E, mask, self._vocab(self.sc_vocab),
