@@ -21,6 +21,7 @@ def machine_facts():
     facts = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cores": os.cpu_count(),
+        "cpu": cpu_model(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -33,6 +34,19 @@ def machine_facts():
         except Exception:
             facts[pkg] = None
     return facts
+
+
+def cpu_model():
+    """The CPU's model name and widest vector extension: absolute times and some ratios
+    (elementwise-heavy vs GEMM-heavy models) move between hosts that differ in these."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or None
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    vector = next((v for v in ("avx512f", "avx2", "avx") if f" {v} " in info), "none")
+    return f"{name} ({vector})"
 
 
 def peak_rss_mb():

@@ -214,7 +214,7 @@ def main():
                      "peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "build_s": rs[0]["build_s"],
                      "measured": rs[0]["measured"] + (f", {len(rs)} {'bracketing runs' if rs is runs[0] else 'rounds'}, median"
                                                     if len(rs) > 1 else "")})
-    shipped = f"MiniLM 30522 -> pool {pool}"  # the target is judged on the shipped defaults (Round 1 and 2)
+    shipped = f"default experts {'/'.join(shipped_experts)} -> pool {pool}"  # the target: shipped defaults, both rounds
     judged = [r for r in rows if r["vocabulary"] == shipped]
     judged = judged if len(judged) == 2 else []  # the target needs both rounds measured
     target = bool(judged) and all(r["x_backbone_cpu"] <= 1.5 for r in judged)
