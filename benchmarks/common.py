@@ -45,7 +45,8 @@ def cpu_model():
     except OSError:
         return platform.processor() or None
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    vector = next((v for v in ("avx512f", "avx2", "avx") if f" {v} " in info), "none")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    vector = next((v for v in ("avx512f", "avx2", "avx") if v in flags), "none")
     return f"{name} ({vector})"
 
 
